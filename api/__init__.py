@@ -1,0 +1,1 @@
+"""The faces of Siyu Ledger: the Litestar HTTP API and the ``siyu`` command line."""

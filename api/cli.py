@@ -1,0 +1,213 @@
+"""The ``siyu`` command line: serve, project, replay, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from api.settings import Settings
+from projections.engine import Progress
+from projections.store import Store
+
+log = logging.getLogger("siyu")
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _progress_printer(label: str) -> Any:
+    last = [0.0]
+
+    def show(p: Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.2 and p.position < p.head:
+            return
+        last[0] = now
+        width = 30
+        done = 1.0 if p.head == 0 else min(1.0, p.position / p.head)
+        bar = "#" * int(done * width) + "-" * (width - int(done * width))
+        rate = p.applied / p.seconds if p.seconds > 0 else 0.0
+        sys.stderr.write(f"\r{label} [{bar}] {p.position}/{p.head} events, {rate:,.0f} events/s ")
+        sys.stderr.flush()
+
+    return show
+
+
+# -- serve ---------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from api.demo import tokens_path
+
+    store = Store.open(settings.database_url)
+    if not settings.bootstrap_token and store.head <= 1:
+        sys.stderr.write(
+            "siyu serve: a new install needs SIYU_BOOTSTRAP_TOKEN (an HQ admin token) "
+            "to mint the first tokens.\n"
+        )
+        store.close()
+        return 2
+    app = create_app(settings, store=store)
+    base = f"http://{args.host}:{args.port}"
+    lines = [
+        f"Siyu Ledger on {store.database.kind} ({settings.database_url})",
+        f"  API:      {base}/v1/...",
+        f"  health:   {base}/health",
+        f"  API docs: {base}/schema  (OpenAPI document: {base}/schema/openapi.json)",
+    ]
+    demo_file = tokens_path(store)
+    if demo_file.exists():
+        demo = json.loads(demo_file.read_text())
+        lines.append(f"  demo tokens ({demo_file}):")
+        lines += [f"    {label:<22} {token}" for label, token in demo.items()]
+        first = next(iter(demo.values()))
+        lines.append(f"  try: curl -H 'Authorization: Bearer {first}' {base}/v1/partners")
+    print("\n".join(lines), flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    finally:
+        store.close()
+    return 0
+
+
+# -- project -------------------------------------------------------------------
+
+
+def cmd_project(args: argparse.Namespace, settings: Settings) -> int:
+    store = Store.open(settings.database_url)
+    try:
+        if args.once:
+            n = store.engine.catch_up(on_progress=_progress_printer("project"))
+            print(f"\nprojected {n} events; positions {store.engine.positions()}")
+            return 0
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        store.engine.start()
+        print(f"projecting {settings.database_url} until stopped", flush=True)
+        stop.wait()
+        return 0
+    finally:
+        store.close()
+
+
+# -- replay --------------------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild read models from zero into a side store and compare with the live ones."""
+    from projections.store import default_projections
+
+    live = Store.open(settings.database_url)
+    chosen = [p for p in default_projections() if args.projection in (None, p.name)]
+    if not chosen:
+        sys.stderr.write(f"unknown projection {args.projection!r}\n")
+        live.close()
+        return 2
+    try:
+        if args.in_place:
+            live.engine.reset([p.name for p in chosen])
+            live.engine.catch_up(on_progress=_progress_printer("replay"))
+            sys.stderr.write("\n")
+            print("rebuilt in place: " + ", ".join(p.name for p in chosen))
+            return 0
+        target = args.into or _default_side_target(live)
+        side = Store.open(settings.database_url, projections=chosen, views_target=target)
+        try:
+            side.views.drop_everything()
+            side.engine.ensure_schema()
+            head = live.head
+            side.engine.catch_up(until=head, on_progress=_progress_printer("replay"))
+            sys.stderr.write("\n")
+            return _compare(live, side, [p.name for p in chosen], target)
+        finally:
+            side.close()
+    finally:
+        live.close()
+
+
+def _default_side_target(store: Store) -> str:
+    if store.database.is_sqlite:
+        return str(
+            store.database.views_path.with_name(store.database.views_path.stem + ".replay.db")
+        )
+    return store.database.views_schema + "_replay"
+
+
+def _compare(live: Store, side: Store, names: Sequence[str], target: str) -> int:
+    live_sums = live.engine.checksums()
+    side_sums = side.engine.checksums()
+    live_at, side_at = live.engine.position(), side.engine.position()
+    different = 0
+    for name in names:
+        same = live_sums.get(name) == side_sums.get(name)
+        different += not same
+        print(f"{name:<24} {'equal' if same else 'DIFFERENT'}  {side_sums[name][:16]}")
+    print(f"rebuilt into {target} up to position {side_at}; live views at {live_at}")
+    if different and live_at != side_at:
+        print("note: live views were at another position; run again when idle to compare")
+    return 1 if different and live_at == side_at else 0
+
+
+# -- demo ----------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from api.demo import load_demo
+
+    store = Store.open(settings.database_url)
+    try:
+        if args.if_empty and store.head > 1:
+            print(f"demo: the store already holds {store.head} events; left as it is")
+            return 0
+        summary = load_demo(store)
+        store.engine.catch_up()
+        print(f"demo: {summary['partners']} partners; tokens in {summary['tokens_file']}")
+        return 0
+    finally:
+        store.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="siyu", description="Siyu Ledger")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    project = sub.add_parser("project", help="run the projection engine (a worker)")
+    project.add_argument("--once", action="store_true", help="catch up and exit")
+    replay = sub.add_parser("replay", help="rebuild read models from zero and compare")
+    replay.add_argument("--projection", help="only this read model")
+    replay.add_argument("--into", help="side store: a SQLite file or a PostgreSQL schema")
+    replay.add_argument("--in-place", action="store_true", help="rebuild the live views")
+    demo = sub.add_parser("demo", help="load the demo channel")
+    demo.add_argument("--if-empty", action="store_true", help="only into an empty store")
+    return parser
+
+
+COMMANDS = {"serve": cmd_serve, "project": cmd_project, "replay": cmd_replay, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    _configure_logging(settings)
+    return COMMANDS[args.command](args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""One table from exceptions to ``application/problem+json`` (API.md "Errors")."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from domain.errors import (
+    BatchRefused,
+    BusinessRuleBroken,
+    Conflict,
+    DomainError,
+    InvalidInput,
+    NotAllowed,
+    NotAuthenticated,
+    NotFound,
+)
+
+log = logging.getLogger("siyu.api")
+PROBLEM = "application/problem+json"
+TYPE_BASE = "https://siyu.example/problems/"
+
+STATUS_OF: list[tuple[type[DomainError], int]] = [
+    (NotAuthenticated, 401),
+    (NotAllowed, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidInput, 422),
+    (BusinessRuleBroken, 422),
+]
+TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    422: "Unprocessable request",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+class ServiceUnavailable(DomainError):
+    code = "not_caught_up"
+
+
+def problem(
+    status: int, code: str, detail: str, errors: list[dict[str, str]] | None = None, **extra: Any
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code,
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extra)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def on_domain_error(_request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    assert isinstance(exc, DomainError)
+    if isinstance(exc, ServiceUnavailable):
+        return problem(503, exc.code, exc.detail)
+    if isinstance(exc, BatchRefused):
+        status = 403 if exc.is_permission else 422
+        refused = [
+            {"event_id": r.item_id, "code": r.code, "detail": r.detail} for r in exc.refusals
+        ]
+        return problem(status, exc.code, exc.detail, refused=refused)
+    for cls, status in STATUS_OF:
+        if isinstance(exc, cls):
+            errors = None
+            if isinstance(exc, InvalidInput):
+                errors = [{"field": e.field, "message": e.message} for e in exc.errors]
+            return problem(status, exc.code, exc.detail, errors)
+    return problem(422, exc.code, exc.detail)
+
+
+_FIELD_IN_MESSAGE = re.compile(r"at `\$\.?([^`]*)`")
+
+
+def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
+    errors: list[dict[str, str]] = []
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    for item in extra:
+        if not isinstance(item, dict):
+            continue
+        message = str(item.get("message", "invalid"))
+        field = str(item.get("key", ""))
+        found = _FIELD_IN_MESSAGE.search(message)
+        if found:
+            field = found.group(1) or field
+        if field == "data":
+            field = "body"
+        if message == "'data'":
+            message = "a JSON body is required"
+        errors.append({"field": field, "message": message})
+    return errors
+
+
+def on_http_error(_request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    if isinstance(exc, ValidationException):
+        errors = _validation_errors(exc)
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(exc.detail)
+        return problem(400, "validation_failed", detail, errors)
+    if status == 400:
+        return problem(400, "malformed_request", f"the request could not be read: {exc.detail}")
+    if status >= 500:
+        log.error("http error %s: %s", status, exc.detail)
+    return problem(status, HTTP_CODES.get(status, "error"), str(exc.detail))
+
+
+def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(
+        HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error; it was logged"
+    )
+
+
+EXCEPTION_HANDLERS: Any = {
+    DomainError: on_domain_error,
+    HTTPException: on_http_error,
+    Exception: on_unexpected,
+}

@@ -1,0 +1,75 @@
+"""What every request handler needs, wired once by the app factory."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from api.problems import ServiceUnavailable
+from api.settings import Settings
+from domain.errors import InvalidInput, NotAuthenticated
+from domain.handlers.tokens import authenticate
+from domain.principal import Principal, hq_admin
+from projections.store import Store
+
+LIMIT_DEFAULT = 100
+LIMIT_MAX = 1000
+CURSOR_LENGTH_MAX = 200
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+
+    def principal_for(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise NotAuthenticated("missing bearer token", code="missing_token")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or len(token) > 512:
+            raise NotAuthenticated("expected 'Authorization: Bearer <token>'", code="invalid_token")
+        bootstrap = self.settings.bootstrap_token
+        if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
+            return hq_admin()
+        return authenticate(self.store.ledger, token)
+
+    def await_view(self, name: str, min_position: int | None) -> None:
+        """API.md: reads wait (at most 5 s) until their view has applied ``min_position``."""
+        if min_position is None or min_position <= 0:
+            return
+        if not self.store.engine.wait_for(min_position, name):
+            raise ServiceUnavailable(
+                f"view {name} has not applied position {min_position} yet; retry"
+            )
+
+
+def page_limit(limit: int | None) -> int:
+    if limit is None:
+        return LIMIT_DEFAULT
+    if not 1 <= limit <= LIMIT_MAX:
+        raise InvalidInput.field("limit", f"between 1 and {LIMIT_MAX}")
+    return limit
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    if len(cursor) > CURSOR_LENGTH_MAX:
+        raise InvalidInput.field("cursor", "not a cursor this API returned")
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidInput.field("cursor", "not a cursor this API returned") from None
+
+
+def page(items: list[dict[str, Any]], limit: int, key: str) -> dict[str, Any]:
+    next_cursor = encode_cursor(str(items[-1][key])) if len(items) == limit else None
+    return {"items": items, "next": next_cursor}

@@ -1,0 +1,1 @@
+"""Command handlers: request -> aggregates -> events -> answer, one module per area."""

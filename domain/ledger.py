@@ -1,0 +1,188 @@
+"""The Application: one event store, one notification log, and the command runner.
+
+Every state-changing command goes through ``Ledger.execute``:
+
+1. find the record of the client request (scope, kind, client id);
+2. a repeat by the same caller with the same content returns the recorded answer and
+   position at once;
+3. ``authorize`` (permission, 403) runs against the current write-side state;
+4. a record with other content is 409 ``idempotency_mismatch``;
+5. ``decide`` loads aggregates through the unit of work, records events, returns the answer;
+6. the changed aggregates and the request record are saved in one transaction.
+
+A version conflict (another process or thread saved first) is retried from step 1
+with fresh aggregates, at most ``ATTEMPTS_MAX`` times; clients never see it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import UUID
+
+import msgspec
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, Mapper, RecordConflictError
+
+from domain.channel import Partner
+from domain.clock import Clock, system_clock
+from domain.encoding import EventMapper, FieldCipher
+from domain.errors import Conflict, IdempotencyMismatch, NotFound
+from domain.identity import partner_id, request_id
+from domain.principal import HQ_CODE
+from domain.requests import ClientRequest, fingerprint
+
+ATTEMPTS_MAX = 12
+GLOBAL_SCOPE = "global"
+
+A = TypeVar("A", bound=Aggregate)
+PositionLookup = Callable[[UUID, int], "int | None"]
+
+_answer_encoder = msgspec.json.Encoder()
+_answer_decoder = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    """Identifies one client request: ``scope`` is the caller's or ``global`` (natural keys)."""
+
+    scope: str
+    kind: str
+    client_id: str
+    content: Any
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint({"kind": self.kind, "content": self.content})
+
+    @property
+    def record_id(self) -> UUID:
+        return request_id(self.scope, self.kind, self.client_id)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    answer: dict[str, Any]
+    position: int
+    repeated: bool
+
+
+class UnitOfWork:
+    """The aggregates one command reads and changes; saved together or not at all."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._touched: dict[UUID, Aggregate] = {}
+        self.clock = ledger.clock
+
+    def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        if aggregate_id in self._touched:
+            found = self._touched[aggregate_id]
+        else:
+            try:
+                found = self._ledger.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                return None
+            self._touched[aggregate_id] = found
+        if not isinstance(found, cls):
+            return None
+        return found
+
+    def get(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
+        found = self.find(cls, aggregate_id)
+        if found is None:
+            raise NotFound(f"unknown {what}", code=f"unknown_{cls.__name__.lower()}")
+        return found
+
+    def partner(self, code: str) -> Partner:
+        return self.get(Partner, partner_id(code), f"partner {code}")
+
+    def add(self, aggregate: Aggregate) -> None:
+        self._touched[aggregate.id] = aggregate
+
+    def changed(self) -> list[Aggregate]:
+        return [a for a in self._touched.values() if a.pending_events]
+
+
+class Ledger(Application[UUID]):
+    """Siyu Ledger's single eventsourcing Application (one total order of all events)."""
+
+    name = "SiyuLedger"
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        clock: Clock = system_clock,
+        field_cipher: FieldCipher | None = None,
+    ) -> None:
+        self.clock = clock
+        self._field_cipher = field_cipher
+        self.position_of: PositionLookup = lambda _id, _version: None
+        super().__init__(env=dict(env))
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return EventMapper(cipher=self._field_cipher)
+
+    # -- the command runner ---------------------------------------------------
+
+    def execute(
+        self,
+        key: RequestKey,
+        decide: Callable[[UnitOfWork], dict[str, Any]],
+        authorize: Callable[[UnitOfWork], None] = lambda _uow: None,
+    ) -> Outcome:
+        for _attempt in range(ATTEMPTS_MAX):
+            uow = UnitOfWork(self)
+            record = uow.find(ClientRequest, key.record_id)
+            own_repeat = record is not None and key.scope != GLOBAL_SCOPE
+            if own_repeat and record is not None and record.fingerprint == key.fingerprint:
+                return self._repeat(record)  # the caller's own id: no need to re-authorize
+            authorize(uow)
+            if record is not None:
+                if record.fingerprint != key.fingerprint:
+                    raise IdempotencyMismatch(
+                        f"{key.kind} {key.client_id!r} was used with other content"
+                    )
+                return self._repeat(record)
+            answer = decide(uow)
+            try:
+                position = self._save(key, uow, answer)
+            except (IntegrityError, RecordConflictError):
+                continue  # someone saved first: reload everything and decide again
+            return Outcome(answer=answer, position=position, repeated=False)
+        raise Conflict("too much contention; try again", code="contention")
+
+    def _save(self, key: RequestKey, uow: UnitOfWork, answer: dict[str, Any]) -> int:
+        record = ClientRequest.record(
+            key.scope,
+            key.kind,
+            key.client_id,
+            key.fingerprint,
+            _answer_encoder.encode(answer).decode(),
+            uow.clock(),
+        )
+        recordings = self.save(*uow.changed(), record)
+        positions = [r.notification.id for r in recordings]
+        assert positions, "a saved command has at least its request record"
+        assert positions[-1] == max(positions), "the request record is the last event saved"
+        return positions[-1]
+
+    def _repeat(self, record: ClientRequest) -> Outcome:
+        position = self.position_of(record.id, record.version)
+        assert position is not None, "a recorded request has a position"
+        return Outcome(
+            answer=_answer_decoder.decode(record.answer), position=position, repeated=True
+        )
+
+    # -- start-up ------------------------------------------------------------
+
+    def ensure_hq(self) -> None:
+        """The root partner exists from the start; two processes may race to create it."""
+        if partner_id(HQ_CODE) in self.repository:
+            return
+        with contextlib.suppress(IntegrityError, RecordConflictError):
+            self.save(Partner.hq(self.clock()))

@@ -1,0 +1,102 @@
+"""Where the store lives: ``SIYU_DATABASE_URL`` -> eventsourcing environment and view storage.
+
+``sqlite:///path/siyu.db``: events in that file, read models in ``path/siyu.views.db``
+(SQLite allows one writer per file: the API's writes and the projection engine's
+writes then never wait on each other).
+``postgresql://user@host:port/db``: events in table ``stored_events``, read models in
+schema ``views`` of the same database (or another schema for a side build).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+DEFAULT_SQLITE_PATH = "var/siyu.db"
+DEFAULT_VIEWS_SCHEMA = "views"
+
+
+class DatabaseUrlError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Database:
+    url: str
+    kind: str  # "sqlite" or "postgresql"
+    sqlite_path: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "postgres"
+    password: str = ""
+    dbname: str = ""
+    views_schema: str = DEFAULT_VIEWS_SCHEMA
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.kind == "sqlite"
+
+    @property
+    def views_path(self) -> Path:
+        assert self.sqlite_path is not None
+        return self.sqlite_path.with_name(self.sqlite_path.stem + ".views.db")
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        if self.is_sqlite:
+            assert self.sqlite_path is not None
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.sqlite_path),
+                "SQLITE_LOCK_TIMEOUT": "30",
+            }
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": self.dbname,
+            "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_USER": self.user,
+            "POSTGRES_PASSWORD": self.password,
+            "POSTGRES_POOL_SIZE": "10",
+            "POSTGRES_MAX_OVERFLOW": "10",
+            "POSTGRES_LOCK_TIMEOUT": "10",
+            "POSTGRES_CONN_MAX_AGE": "",
+        }
+
+    def psycopg_conninfo(self, dbname: str | None = None) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password or None,
+            dbname=dbname or self.dbname,
+        )
+
+
+def parse_database_url(url: str) -> Database:
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        # SQLAlchemy's convention: sqlite:///relative/file.db, sqlite:////absolute/file.db
+        prefix = "sqlite:///"
+        if not url.startswith(prefix):
+            raise DatabaseUrlError("a sqlite URL looks like sqlite:///var/siyu.db")
+        raw = unquote(url[len(prefix) :].split("?", 1)[0])
+        return Database(url=url, kind="sqlite", sqlite_path=Path(raw or DEFAULT_SQLITE_PATH))
+    if parsed.scheme in {"postgresql", "postgres"}:
+        query = parse_qs(parsed.query)
+        dbname = parsed.path.lstrip("/")
+        if not dbname:
+            raise DatabaseUrlError("a postgresql URL needs a database name")
+        return Database(
+            url=url,
+            kind="postgresql",
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 5432,
+            user=unquote(parsed.username or "postgres"),
+            password=unquote(parsed.password or ""),
+            dbname=dbname,
+            views_schema=query.get("views_schema", [DEFAULT_VIEWS_SCHEMA])[0],
+        )
+    raise DatabaseUrlError(f"unsupported database URL {url!r} (sqlite:/// or postgresql://)")

@@ -1,0 +1,254 @@
+"""The projection engine: follows the notification log and feeds every read model.
+
+Exactly-once: each batch of events is applied and each projection's position
+recorded in one transaction of the view store; a crash loses the whole batch or
+none of it. On PostgreSQL the positions rows are locked (``FOR UPDATE``) for the
+batch, so several engines (API processes, ``siyu project`` workers) may run at once
+and each event is still applied once. A projection whose ``version`` changed, or
+that never ran, is rebuilt from zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
+
+from projections.views import Tx, ViewStore
+
+log = logging.getLogger("siyu.projections")
+
+BATCH_SIZE_MAX = 1000
+POLL_INTERVAL_S = 0.02
+WAIT_S_MAX = 5.0
+POSITIONS_TABLE = "projection_positions"
+
+
+class Projection(Protocol):
+    """A read model: its tables (name -> DDL), the events it reads, how it applies one."""
+
+    name: str
+    version: int
+    tables: dict[str, str]
+    indexes: tuple[str, ...]
+    topics: frozenset[str]
+
+    def apply(self, tx: Tx, event: Any, position: int) -> None: ...
+
+
+@dataclass
+class Progress:
+    position: int
+    head: int
+    applied: int
+    seconds: float
+
+
+class Engine:
+    def __init__(
+        self,
+        recorder: ApplicationRecorder,
+        mapper: Mapper[Any],
+        views: ViewStore,
+        projections: Iterable[Projection],
+        *,
+        batch_size: int = BATCH_SIZE_MAX,
+    ) -> None:
+        assert 0 < batch_size <= BATCH_SIZE_MAX
+        self.recorder = recorder
+        self.mapper = mapper
+        self.views = views
+        self.projections = list(projections)
+        self.batch_size = batch_size
+        self._advanced = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        names = [p.name for p in self.projections]
+        assert len(names) == len(set(names)), "projection names are unique"
+
+    # -- schema ---------------------------------------------------------------
+
+    def ensure_schema(self) -> None:
+        with self.views.write() as tx:
+            tx.execute(
+                f"CREATE TABLE IF NOT EXISTS {POSITIONS_TABLE} ("
+                "name TEXT PRIMARY KEY, position BIGINT NOT NULL, version INTEGER NOT NULL)"
+            )
+            known = {
+                r[0]: r[1] for r in tx.fetchall(f"SELECT name, version FROM {POSITIONS_TABLE}")
+            }
+            for p in self.projections:
+                if known.get(p.name) not in (None, p.version):
+                    log.warning("projection %s changed version: rebuilding", p.name)
+                    self._drop(tx, p)
+                for ddl in p.tables.values():
+                    tx.execute(ddl)
+                for ddl in p.indexes:
+                    tx.execute(ddl)
+                tx.execute(
+                    f"INSERT INTO {POSITIONS_TABLE} (name, position, version) VALUES (?, 0, ?) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    (p.name, p.version),
+                )
+
+    def _drop(self, tx: Tx, p: Projection) -> None:
+        for table in p.tables:
+            tx.execute(f"DROP TABLE IF EXISTS {table}")
+        tx.execute(f"DELETE FROM {POSITIONS_TABLE} WHERE name = ?", (p.name,))
+
+    def reset(self, names: Sequence[str] | None = None) -> None:
+        """Empty the named projections (all if None) so they rebuild from zero."""
+        chosen = [p for p in self.projections if names is None or p.name in names]
+        with self.views.write() as tx:
+            for p in chosen:
+                self._drop(tx, p)
+        self.ensure_schema()
+
+    # -- applying -------------------------------------------------------------
+
+    def positions(self) -> dict[str, int]:
+        with self.views.read() as tx:
+            rows = tx.fetchall(f"SELECT name, position FROM {POSITIONS_TABLE}")
+        return {name: int(position) for name, position in rows}
+
+    def position(self, name: str | None = None) -> int:
+        """The position every (or the named) projection has applied."""
+        positions = self.positions()
+        chosen = [positions.get(p.name, 0) for p in self.projections if name in (None, p.name)]
+        return min(chosen) if chosen else 0
+
+    def run_batch(self, until: int | None = None) -> int:
+        """Apply the next batch of events; returns how many notifications were read."""
+        lock = " FOR UPDATE" if self.views.dialect == "postgresql" else ""
+        with self.views.write() as tx:
+            rows = tx.fetchall(f"SELECT name, position FROM {POSITIONS_TABLE}{lock}")
+            positions = {name: int(pos) for name, pos in rows}
+            start = min(positions.get(p.name, 0) for p in self.projections)
+            if until is not None and start >= until:
+                return 0
+            limit = self.batch_size if until is None else min(self.batch_size, until - start)
+            notifications = self.recorder.select_notifications(
+                start, limit, inclusive_of_start=False
+            )
+            if not notifications:
+                return 0
+            self._apply(tx, notifications, positions)
+            last = notifications[-1].id
+            for p in self.projections:
+                if positions.get(p.name, 0) < last:
+                    tx.execute(
+                        f"UPDATE {POSITIONS_TABLE} SET position = ? WHERE name = ?", (last, p.name)
+                    )
+        with self._advanced:
+            self._advanced.notify_all()
+        return len(notifications)
+
+    def _apply(
+        self, tx: Tx, notifications: Sequence[Notification], positions: dict[str, int]
+    ) -> None:
+        for n in notifications:
+            interested = [
+                p
+                for p in self.projections
+                if n.id > positions.get(p.name, 0) and (not p.topics or n.topic in p.topics)
+            ]
+            if not interested:
+                continue
+            event = self.mapper.to_domain_event(n)
+            for p in interested:
+                p.apply(tx, event, n.id)
+
+    def catch_up(
+        self, until: int | None = None, on_progress: Callable[[Progress], None] | None = None
+    ) -> int:
+        """Apply everything there is now (or up to ``until``); returns events read."""
+        head = self.recorder.max_notification_id() or 0
+        target = head if until is None else min(until, head)
+        started = time.monotonic()
+        applied = 0
+        while True:
+            n = self.run_batch(until=target)
+            applied += n
+            if on_progress is not None:
+                on_progress(Progress(self.position(), target, applied, time.monotonic() - started))
+            if n == 0:
+                return applied
+
+    # -- the background follower ---------------------------------------------
+
+    def start(self) -> None:
+        assert self._thread is None
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._follow, name="projections", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                n = self.run_batch()
+                self.last_error = None
+            except Exception as e:  # keep following; the error is visible in /health
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.exception("projection batch failed")
+                n = 0
+                self._stop.wait(1.0)
+            if n == 0:
+                self._stop.wait(POLL_INTERVAL_S)
+
+    def wait_for(
+        self, position: int, name: str | None = None, timeout_s: float = WAIT_S_MAX
+    ) -> bool:
+        """Block until the (named) read model has applied ``position``; False on timeout."""
+        assert timeout_s <= WAIT_S_MAX
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.position(name) >= position:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._advanced:
+                self._advanced.wait(timeout=min(POLL_INTERVAL_S, remaining))
+
+    # -- checksums ------------------------------------------------------------
+
+    def checksums(self) -> dict[str, str]:
+        """A hash over every row of every table of every projection, in key order."""
+        result: dict[str, str] = {}
+        encoder = msgspec.json.Encoder()
+        with self.views.read() as tx:
+            for p in self.projections:
+                digest = hashlib.sha256()
+                for table in sorted(p.tables):
+                    digest.update(table.encode())
+                    rows = sorted(
+                        encoder.encode([_plain(v) for v in row])
+                        for row in tx.fetchall(f"SELECT * FROM {table}")
+                    )
+                    for row in rows:
+                        digest.update(row)
+                        digest.update(b"\n")
+                result[p.name] = digest.hexdigest()
+        return result
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (str, int, float)) or value is None:
+        return value
+    return str(value)

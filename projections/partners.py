@@ -1,0 +1,138 @@
+"""Read model: the partner directory (scoped by materialised path)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from domain.channel import Partner
+from projections.views import Tx
+
+_json = msgspec.json.Encoder()
+_unjson = msgspec.json.Decoder(list[str])
+
+
+class PartnerDirectory:
+    name: str = "partners"
+    version: int = 1
+    tables: dict[str, str] = {
+        "partners": (
+            "CREATE TABLE IF NOT EXISTS partners ("
+            "code TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, parent TEXT, "
+            "path TEXT NOT NULL, "
+            "name TEXT NOT NULL, region_codes TEXT NOT NULL, lat DOUBLE PRECISION, "
+            "lng DOUBLE PRECISION, region_code TEXT, status TEXT NOT NULL, "
+            "registered_at TEXT NOT NULL, position BIGINT NOT NULL)"
+        ),
+    }
+    indexes: tuple[str, ...] = (
+        "CREATE INDEX IF NOT EXISTS partners_parent ON partners (parent, code)",
+        "CREATE INDEX IF NOT EXISTS partners_path ON partners (path)",
+    )
+    topics: frozenset[str] = frozenset(
+        {
+            Partner.Registered.TOPIC,
+            Partner.TerritoryUpdated.TOPIC,
+            Partner.Relocated.TOPIC,
+            Partner.Suspended.TOPIC,
+            Partner.Reactivated.TOPIC,
+        }
+    )
+
+    def apply(self, tx: Tx, event: Any, position: int) -> None:
+        if isinstance(event, Partner.Registered):
+            tx.execute(
+                "INSERT INTO partners (code, id, kind, parent, path, name, region_codes, lat, lng, "
+                "region_code, status, registered_at, position) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?)",
+                (
+                    event.code,
+                    str(event.originator_id),
+                    event.kind,
+                    event.parent,
+                    event.path,
+                    event.name,
+                    _json.encode(list(event.region_codes)).decode(),
+                    event.lat,
+                    event.lng,
+                    event.region_code,
+                    event.timestamp.isoformat(),
+                    position,
+                ),
+            )
+            return
+        code = str(event.originator_id)
+        if isinstance(event, Partner.TerritoryUpdated):
+            tx.execute(
+                "UPDATE partners SET region_codes = ?, position = ? WHERE id = ?",
+                (_json.encode(list(event.region_codes)).decode(), position, code),
+            )
+        elif isinstance(event, Partner.Relocated):
+            tx.execute(
+                "UPDATE partners SET lat = ?, lng = ?, region_code = ?, position = ? WHERE id = ?",
+                (event.lat, event.lng, event.region_code, position, code),
+            )
+        elif isinstance(event, Partner.Suspended):
+            tx.execute(
+                "UPDATE partners SET status = 'suspended', position = ? WHERE id = ?",
+                (position, code),
+            )
+        elif isinstance(event, Partner.Reactivated):
+            tx.execute(
+                "UPDATE partners SET status = 'active', position = ? WHERE id = ?",
+                (position, code),
+            )
+
+
+COLUMNS = (
+    "code",
+    "kind",
+    "parent",
+    "path",
+    "name",
+    "region_codes",
+    "lat",
+    "lng",
+    "region_code",
+    "status",
+    "registered_at",
+    "position",
+)
+
+
+def row_to_partner(row: tuple[Any, ...]) -> dict[str, Any]:
+    record = dict(zip(COLUMNS, row, strict=True))
+    lat, lng = record.pop("lat"), record.pop("lng")
+    record["location"] = None if lat is None else {"lat": lat, "lng": lng}
+    record["region_codes"] = _unjson.decode(record["region_codes"])
+    return record
+
+
+def scope_clause(scope_path: str | None) -> tuple[str, list[Any]]:
+    """SQL that keeps rows whose path lies in the subtree ``scope_path`` (None: all)."""
+    if scope_path is None:
+        return "1 = 1", []
+    prefix = scope_path + "/"
+    return "(path = ? OR substr(path, 1, ?) = ?)", [scope_path, len(prefix), prefix]
+
+
+def get_partner(tx: Tx, code: str) -> dict[str, Any] | None:
+    row = tx.fetchone(f"SELECT {', '.join(COLUMNS)} FROM partners WHERE code = ?", (code,))
+    return None if row is None else row_to_partner(row)
+
+
+def list_partners(
+    tx: Tx, scope_path: str | None, parent: str | None, after: str | None, limit: int
+) -> list[dict[str, Any]]:
+    clause, params = scope_clause(scope_path)
+    sql = f"SELECT {', '.join(COLUMNS)} FROM partners WHERE {clause}"
+    if parent is not None:
+        sql += " AND parent = ?"
+        params.append(parent)
+    if after is not None:
+        sql += " AND code > ?"
+        params.append(after)
+    sql += " ORDER BY code LIMIT ?"
+    params.append(limit)
+    return [row_to_partner(r) for r in tx.fetchall(sql, params)]

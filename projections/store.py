@@ -1,0 +1,137 @@
+"""Opening a store: the Ledger (write side), its secrets, the view store and the engine.
+
+Secrets that are not configured (install id, key for member ids, code keys,
+signing keys...) are generated on first use and kept in table ``siyu_secrets`` of
+the event database: with the store, never in an event, never in a log line.
+"""
+
+from __future__ import annotations
+
+import secrets as random_secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from domain.clock import Clock, system_clock
+from domain.ledger import Ledger
+from projections.database import Database, parse_database_url
+from projections.engine import Engine, Projection
+from projections.views import ViewStore
+
+SECRETS_TABLE = "siyu_secrets"
+
+
+def default_projections() -> list[Projection]:
+    from projections.partners import PartnerDirectory
+
+    return [PartnerDirectory()]
+
+
+class Secrets:
+    """Named secrets kept with the event store; created at most once, race-free."""
+
+    def __init__(self, ledger: Ledger, database: Database) -> None:
+        self._datastore: Any = ledger.recorder.datastore  # type: ignore[attr-defined]
+        self._sqlite = database.is_sqlite
+        self._cache: dict[str, str] = {}
+        self._sql(
+            f"CREATE TABLE IF NOT EXISTS {SECRETS_TABLE} "
+            "(name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            (),
+        )
+
+    def _sql(self, sql: str, params: tuple[Any, ...], fetch: bool = False) -> Any:
+        if self._sqlite:
+            with self._datastore.transaction(commit=True) as cur:
+                cur.execute(sql, params)
+                return cur.fetchone() if fetch else None
+        with self._datastore.transaction(commit=True) as cur:
+            cur.execute(sql.replace("?", "%s"), params)
+            return cur.fetchone() if fetch else None
+
+    def get(self, name: str, *, configured: str | None = None, nbytes: int = 32) -> str:
+        """The secret ``name``: the configured value, else the kept one, else a new one."""
+        if configured:
+            return configured
+        if name not in self._cache:
+            self._sql(
+                f"INSERT INTO {SECRETS_TABLE} (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (name, random_secrets.token_hex(nbytes)),
+            )
+            row = self._sql(f"SELECT value FROM {SECRETS_TABLE} WHERE name = ?", (name,), True)
+            self._cache[name] = row[0] if self._sqlite else row["value"]
+        return self._cache[name]
+
+
+def _position_lookup(ledger: Ledger, database: Database) -> Any:
+    datastore: Any = ledger.recorder.datastore  # type: ignore[attr-defined]
+    if database.is_sqlite:
+
+        def sqlite_position(aggregate_id: UUID, version: int) -> int | None:
+            with datastore.transaction(commit=False) as cur:
+                cur.execute(
+                    "SELECT rowid FROM stored_events "
+                    "WHERE originator_id = ? AND originator_version = ?",
+                    (aggregate_id.hex, version),
+                )
+                row = cur.fetchone()
+            return None if row is None else int(row[0])
+
+        return sqlite_position
+
+    def pg_position(aggregate_id: UUID, version: int) -> int | None:
+        with datastore.transaction(commit=False) as cur:
+            cur.execute(
+                "SELECT notification_id FROM stored_events "
+                "WHERE originator_id = %s AND originator_version = %s",
+                (aggregate_id, version),
+            )
+            row = cur.fetchone()
+        return None if row is None else int(row["notification_id"])
+
+    return pg_position
+
+
+@dataclass
+class Store:
+    database: Database
+    ledger: Ledger
+    secrets: Secrets
+    views: ViewStore
+    engine: Engine
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        clock: Clock = system_clock,
+        projections: Iterable[Projection] | None = None,
+        views_target: str | None = None,
+    ) -> Store:
+        database = parse_database_url(url)
+        if database.sqlite_path is not None:
+            database.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        ledger = Ledger(database.eventsourcing_env(), clock=clock)
+        ledger.position_of = _position_lookup(ledger, database)
+        ledger.ensure_hq()
+        views = ViewStore(database, target=views_target)
+        engine = Engine(
+            ledger.recorder,
+            ledger.mapper,
+            views,
+            default_projections() if projections is None else projections,
+        )
+        engine.ensure_schema()
+        return cls(database, ledger, Secrets(ledger, database), views, engine)
+
+    @property
+    def head(self) -> int:
+        return self.ledger.recorder.max_notification_id() or 0
+
+    def close(self) -> None:
+        self.engine.stop()
+        self.views.close()
+        self.ledger.close()

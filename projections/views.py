@@ -1,0 +1,186 @@
+"""Storage for read models: one SQLite file of their own, or one PostgreSQL schema.
+
+Read models are written with SQL that both dialects accept (``?`` placeholders are
+rewritten for psycopg; upserts use ``ON CONFLICT``). One writer at a time: the
+projection engine. Readers use their own connections.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from projections.database import Database
+
+_PLACEHOLDER = re.compile(r"\?")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+SQLITE_BUSY_TIMEOUT_S = 30.0
+PG_POOL_SIZE_MAX = 8
+
+
+class Tx(Protocol):
+    dialect: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
+class SqliteTx:
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, rows)
+
+    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        row = self._conn.execute(sql, params).fetchone()
+        return None if row is None else tuple(row)
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._conn.execute(sql, params).fetchall()]
+
+
+class PostgresTx:
+    dialect = "postgresql"
+    _cache: dict[str, str] = {}
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    @classmethod
+    def _sql(cls, sql: str) -> str:
+        converted = cls._cache.get(sql)
+        if converted is None:
+            converted = cls._cache[sql] = _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
+        return converted
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._conn.execute(self._sql(sql), params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            with self._conn.cursor() as cur:
+                cur.executemany(self._sql(sql), rows)
+
+    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        row = self._conn.execute(self._sql(sql), params).fetchone()
+        return None if row is None else tuple(row)
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._conn.execute(self._sql(sql), params).fetchall()]
+
+
+class ViewStore:
+    """Opens transactions on the read-model storage of one database (or a side build)."""
+
+    def __init__(self, database: Database, *, target: str | None = None) -> None:
+        self.database = database
+        self.dialect = "sqlite" if database.is_sqlite else "postgresql"
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._pool: Any = None
+        if database.is_sqlite:
+            self.path = Path(target) if target else database.views_path
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.schema = ""
+        else:
+            self.schema = target or database.views_schema
+            if not _IDENTIFIER.match(self.schema):
+                raise ValueError(f"bad schema name {self.schema!r}")
+            self._open_pool()
+
+    # -- connections -----------------------------------------------------------
+
+    def _open_pool(self) -> None:
+        from psycopg_pool import ConnectionPool
+
+        schema = self.schema
+        conninfo = self.database.psycopg_conninfo()
+
+        def configure(conn: Any) -> None:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            conn.execute(f'SET search_path TO "{schema}"')
+            conn.commit()
+
+        self._pool = ConnectionPool(
+            conninfo, min_size=1, max_size=PG_POOL_SIZE_MAX, configure=configure, open=True
+        )
+
+    def _sqlite(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=SQLITE_BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=True,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """The single writer's transaction (SQLite: BEGIN IMMEDIATE takes the file lock)."""
+        if self._pool is None:
+            with self._write_lock:
+                conn = self._sqlite()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield SqliteTx(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            return
+        with self._pool.connection() as pg, pg.transaction():
+            yield PostgresTx(pg)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        if self._pool is None:
+            conn = self._sqlite()
+            conn.execute("BEGIN")
+            try:
+                yield SqliteTx(conn)
+            finally:
+                conn.execute("COMMIT")
+            return
+        with self._pool.connection() as pg, pg.transaction():
+            yield PostgresTx(pg)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def drop_everything(self) -> None:
+        """Remove every read model of this store (a side build before it is rebuilt)."""
+        if self._pool is None:
+            self.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+            return
+        with self._pool.connection() as pg:
+            pg.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+            pg.execute(f'CREATE SCHEMA "{self.schema}"')
+            pg.commit()

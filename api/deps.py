@@ -6,18 +6,19 @@ from typing import Annotated, Any
 
 from litestar import Request
 from litestar.datastructures import State
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import QueryParameter
 
 from api.services import Services
 from domain.principal import Principal
 
 MinPosition = Annotated[
     int | None,
-    Parameter(query="min_position", ge=0, required=False, description="read your own writes"),
+    QueryParameter(ge=0, required=False, description="read your own writes"),
 ]
-Limit = Annotated[int | None, Parameter(query="limit", ge=1, le=1000, required=False)]
-Cursor = Annotated[str | None, Parameter(query="cursor", max_length=200, required=False)]
+Limit = Annotated[int | None, QueryParameter(ge=1, le=1000, required=False)]
+Parent = Annotated[str | None, QueryParameter(max_length=40, required=False)]
+Cursor = Annotated[str | None, QueryParameter(max_length=200, required=False)]
 
 
 def provide_services(state: State) -> Services:
@@ -25,7 +26,9 @@ def provide_services(state: State) -> Services:
     return services
 
 
-def provide_principal(request: Request[Any, Any, Any], services: Services) -> Principal:
+def provide_principal(
+    request: Request[Any, Any, Any], services: NamedDependency[Services]
+) -> Principal:
     return services.principal_for(request.headers.get("authorization"))
 
 
@@ -33,3 +36,7 @@ DEPENDENCIES = {
     "services": Provide(provide_services, sync_to_thread=False),
     "principal": Provide(provide_principal, sync_to_thread=True),
 }
+
+
+ServicesDep = NamedDependency[Services]
+PrincipalDep = NamedDependency[Principal]

@@ -65,7 +65,8 @@ def decode_cursor(cursor: str | None) -> str | None:
     if len(cursor) > CURSOR_LENGTH_MAX:
         raise InvalidInput.field("cursor", "not a cursor this API returned")
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidInput.field("cursor", "not a cursor this API returned") from None
 

@@ -66,12 +66,13 @@ class Secrets:
 
 def _position_lookup(ledger: Ledger, database: Database) -> Any:
     datastore: Any = ledger.recorder.datastore  # type: ignore[attr-defined]
+    table: str = ledger.recorder.events_table_name  # type: ignore[attr-defined]
     if database.is_sqlite:
 
         def sqlite_position(aggregate_id: UUID, version: int) -> int | None:
             with datastore.transaction(commit=False) as cur:
                 cur.execute(
-                    "SELECT rowid FROM stored_events "
+                    f"SELECT rowid FROM {table} "
                     "WHERE originator_id = ? AND originator_version = ?",
                     (aggregate_id.hex, version),
                 )
@@ -83,7 +84,7 @@ def _position_lookup(ledger: Ledger, database: Database) -> Any:
     def pg_position(aggregate_id: UUID, version: int) -> int | None:
         with datastore.transaction(commit=False) as cur:
             cur.execute(
-                "SELECT notification_id FROM stored_events "
+                f"SELECT notification_id FROM {table} "
                 "WHERE originator_id = %s AND originator_version = %s",
                 (aggregate_id, version),
             )

@@ -6,11 +6,11 @@ from typing import Any
 
 from litestar import get
 
-from api.services import Services
+from api.deps import ServicesDep
 
 
 @get("/health", sync_to_thread=True, tags=["ops"], summary="Health and projection lag")
-def health(services: Services) -> dict[str, Any]:
+def health(services: ServicesDep) -> dict[str, Any]:
     store = services.store
     head = store.head
     positions = store.engine.positions()

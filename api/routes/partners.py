@@ -5,19 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, get, post
-from litestar.params import Parameter
+from litestar.params import JSONBody, PathParameter
 
-from api.deps import Cursor, Limit, MinPosition
+from api.deps import Cursor, Limit, MinPosition, Parent, PrincipalDep, ServicesDep
 from api.schemas import PartnerIn, ReactivationIn, RelocationIn, SuspensionIn, TerritoryIn
-from api.services import Services, decode_cursor, page, page_limit
+from api.services import decode_cursor, page, page_limit
 from domain.channel import Location, PartnerKind, PartnerSpec
 from domain.errors import NotFound
 from domain.handlers import channel
 from domain.ledger import Outcome
-from domain.principal import Principal
 from projections.partners import get_partner, list_partners
 
-CodePath = Annotated[str, Parameter(max_length=40)]
+CodePath = Annotated[str, PathParameter(max_length=40)]
 
 
 def written(outcome: Outcome) -> dict[str, Any]:
@@ -29,7 +28,9 @@ class PartnerController(Controller):
     tags = ["channel"]
 
     @post("/", status_code=201, sync_to_thread=True, summary="Register a partner")
-    def register(self, data: PartnerIn, principal: Principal, services: Services) -> dict[str, Any]:
+    def register(
+        self, data: JSONBody[PartnerIn], principal: PrincipalDep, services: ServicesDep
+    ) -> dict[str, Any]:
         location = None if data.location is None else Location(data.location.lat, data.location.lng)
         spec = PartnerSpec(
             code=data.code,
@@ -44,7 +45,11 @@ class PartnerController(Controller):
 
     @get("/{code:str}", sync_to_thread=True, summary="One partner (in scope)")
     def read(
-        self, code: CodePath, principal: Principal, services: Services, min_position: MinPosition
+        self,
+        code: CodePath,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        min_position: MinPosition,
     ) -> dict[str, Any]:
         services.await_view("partners", min_position)
         with services.store.views.read() as tx:
@@ -56,12 +61,12 @@ class PartnerController(Controller):
     @get("/", sync_to_thread=True, summary="Partners in scope, optionally the children of one")
     def list(
         self,
-        principal: Principal,
-        services: Services,
+        principal: PrincipalDep,
+        services: ServicesDep,
         min_position: MinPosition,
         limit: Limit,
         cursor: Cursor,
-        parent: Annotated[str | None, Parameter(query="parent", max_length=40)] = None,
+        parent: Parent = None,
     ) -> dict[str, Any]:
         size = page_limit(limit)
         services.await_view("partners", min_position)
@@ -72,7 +77,11 @@ class PartnerController(Controller):
 
     @post("/{code:str}/suspension", status_code=200, sync_to_thread=True)
     def suspend(
-        self, code: CodePath, data: SuspensionIn, principal: Principal, services: Services
+        self,
+        code: CodePath,
+        data: JSONBody[SuspensionIn],
+        principal: PrincipalDep,
+        services: ServicesDep,
     ) -> dict[str, Any]:
         return written(
             channel.suspend(services.store.ledger, principal, code, data.change_id, data.reason)
@@ -80,13 +89,21 @@ class PartnerController(Controller):
 
     @post("/{code:str}/reactivation", status_code=200, sync_to_thread=True)
     def reactivate(
-        self, code: CodePath, data: ReactivationIn, principal: Principal, services: Services
+        self,
+        code: CodePath,
+        data: JSONBody[ReactivationIn],
+        principal: PrincipalDep,
+        services: ServicesDep,
     ) -> dict[str, Any]:
         return written(channel.reactivate(services.store.ledger, principal, code, data.change_id))
 
     @post("/{code:str}/territory", status_code=200, sync_to_thread=True)
     def territory(
-        self, code: CodePath, data: TerritoryIn, principal: Principal, services: Services
+        self,
+        code: CodePath,
+        data: JSONBody[TerritoryIn],
+        principal: PrincipalDep,
+        services: ServicesDep,
     ) -> dict[str, Any]:
         return written(
             channel.update_territory(
@@ -96,7 +113,11 @@ class PartnerController(Controller):
 
     @post("/{code:str}/location", status_code=200, sync_to_thread=True)
     def location(
-        self, code: CodePath, data: RelocationIn, principal: Principal, services: Services
+        self,
+        code: CodePath,
+        data: JSONBody[RelocationIn],
+        principal: PrincipalDep,
+        services: ServicesDep,
     ) -> dict[str, Any]:
         where = Location(data.location.lat, data.location.lng)
         return written(

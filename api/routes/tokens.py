@@ -6,13 +6,13 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, post
-from litestar.params import Parameter
+from litestar.params import JSONBody, PathParameter
 
+from api.deps import PrincipalDep, ServicesDep
 from api.routes.partners import written
 from api.schemas import RevocationIn, TokenIn
-from api.services import Services
 from domain.handlers import tokens
-from domain.principal import Principal, Role
+from domain.principal import Role
 
 
 class TokenController(Controller):
@@ -20,7 +20,9 @@ class TokenController(Controller):
     tags = ["auth"]
 
     @post("/", status_code=201, sync_to_thread=True, summary="Mint a token (HQ)")
-    def mint(self, data: TokenIn, principal: Principal, services: Services) -> dict[str, Any]:
+    def mint(
+        self, data: JSONBody[TokenIn], principal: PrincipalDep, services: ServicesDep
+    ) -> dict[str, Any]:
         principal.require(Role.HQ)
         outcome = tokens.mint_token(
             services.store.ledger, principal, data.partner, Role(data.role), data.label
@@ -30,10 +32,10 @@ class TokenController(Controller):
     @post("/{token_id:uuid}/revocation", status_code=200, sync_to_thread=True)
     def revoke(
         self,
-        token_id: Annotated[UUID, Parameter()],
-        data: RevocationIn,
-        principal: Principal,
-        services: Services,
+        token_id: Annotated[UUID, PathParameter()],
+        data: JSONBody[RevocationIn],
+        principal: PrincipalDep,
+        services: ServicesDep,
     ) -> dict[str, Any]:
         principal.require(Role.HQ)
         return written(tokens.revoke_token(services.store.ledger, principal, token_id, data.reason))

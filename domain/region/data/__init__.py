@@ -1,0 +1,1 @@
+"""Packaged boundary data (regions.json.gz); see docs/region-data.md."""

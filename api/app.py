@@ -13,8 +13,11 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from api.deps import DEPENDENCIES
 from api.problems import EXCEPTION_HANDLERS
+from api.routes.catalog import CodeBatchController, ProductController, QrController
 from api.routes.health import health
+from api.routes.logistics import logistics
 from api.routes.partners import PartnerController
+from api.routes.scans import post_scan
 from api.routes.tokens import TokenController
 from api.services import Services
 from api.settings import Settings
@@ -30,7 +33,7 @@ def create_app(
 ) -> Litestar:
     settings = settings or Settings.from_env()
     owned = store is None
-    store = store or Store.open(settings.database_url, clock=clock)
+    store = store or settings.open_store(clock=clock)
     services = Services(settings=settings, store=store)
 
     def start() -> None:
@@ -54,7 +57,16 @@ def create_app(
         ),
         security=[{"bearer": []}],
     )
-    route_handlers: list[Any] = [health, PartnerController, TokenController]
+    route_handlers: list[Any] = [
+        health,
+        PartnerController,
+        TokenController,
+        ProductController,
+        CodeBatchController,
+        QrController,
+        logistics,
+        post_scan,
+    ]
     return Litestar(
         route_handlers=route_handlers,
         dependencies=DEPENDENCIES,

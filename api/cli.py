@@ -53,7 +53,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from api.app import create_app
     from api.demo import tokens_path
 
-    store = Store.open(settings.database_url)
+    store = settings.open_store()
     if not settings.bootstrap_token and store.head <= 1:
         sys.stderr.write(
             "siyu serve: a new install needs SIYU_BOOTSTRAP_TOKEN (an HQ admin token) "
@@ -88,7 +88,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_project(args: argparse.Namespace, settings: Settings) -> int:
-    store = Store.open(settings.database_url)
+    store = settings.open_store()
     try:
         if args.once:
             n = store.engine.catch_up(on_progress=_progress_printer("project"))
@@ -112,7 +112,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Rebuild read models from zero into a side store and compare with the live ones."""
     from projections.store import default_projections
 
-    live = Store.open(settings.database_url)
+    live = settings.open_store()
     chosen = [p for p in default_projections() if args.projection in (None, p.name)]
     if not chosen:
         sys.stderr.write(f"unknown projection {args.projection!r}\n")
@@ -126,7 +126,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             print("rebuilt in place: " + ", ".join(p.name for p in chosen))
             return 0
         target = args.into or _default_side_target(live)
-        side = Store.open(settings.database_url, projections=chosen, views_target=target)
+        side = settings.open_store(projections=chosen, views_target=target)
         try:
             side.views.drop_everything()
             side.engine.ensure_schema()
@@ -169,7 +169,7 @@ def _compare(live: Store, side: Store, names: Sequence[str], target: str) -> int
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from api.demo import load_demo
 
-    store = Store.open(settings.database_url)
+    store = settings.open_store()
     try:
         if args.if_empty and store.head > 1:
             print(f"demo: the store already holds {store.head} events; left as it is")

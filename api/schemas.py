@@ -62,3 +62,57 @@ class RelocationIn(Body):
     change_id: ClientId
     location: LocationIn
     region_code: RegionCode
+
+
+Sku = Annotated[str, Meta(min_length=1, max_length=40)]
+Gtin = Annotated[str, Meta(pattern=r"^\d{8}$|^\d{12,14}$")]
+CodeText = Annotated[str, Meta(min_length=1, max_length=300)]
+
+
+class ProductIn(Body):
+    sku: Sku
+    gtin: Gtin
+    name: Name
+    price: Annotated[int, Meta(ge=0, le=100_000_000)]
+    points_per_scan: Annotated[int, Meta(ge=0, le=100_000)]
+    case_gtin: Gtin | None = None
+    category: Annotated[str, Meta(min_length=1, max_length=40)] = "general"
+
+
+class CodeBatchIn(Body):
+    batch_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    sku: Sku
+    count: Annotated[int, Meta(ge=1, le=10_000_000)]
+    level: Literal["unit", "case"]
+
+
+class LogisticsEventIn(Body):
+    event_id: ClientId
+    action: Literal["commission", "pack", "unpack", "ship", "receive", "sell"]
+    codes: Annotated[list[CodeText], Meta(min_length=1, max_length=1000)]
+    parent: CodeText | None = None
+    to: Code | None = None
+
+
+class LogisticsIn(Body):
+    events: Annotated[list[LogisticsEventIn], Meta(min_length=1, max_length=1000)]
+
+
+class ScanMemberIn(Body):
+    external_id: Annotated[str, Meta(min_length=1, max_length=100)]
+    phone: Annotated[str, Meta(pattern=r"^\d{5,15}$")] | None = None
+
+
+class ScanLocationIn(Body):
+    lat: Latitude
+    lng: Longitude
+    datum: Literal["wgs84", "gcj02"] = "wgs84"
+
+
+class ScanIn(Body):
+    scan_id: ClientId
+    code: CodeText
+    member: ScanMemberIn
+    referrer: Code | None = None
+    location: ScanLocationIn | None = None
+    region_code: Annotated[str, Meta(pattern=r"^\d{6}$")] | None = None

@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from api.problems import ServiceUnavailable
 from api.settings import Settings
 from domain.errors import InvalidInput, NotAuthenticated
+from domain.handlers.scans import ScanRules
 from domain.handlers.tokens import authenticate
 from domain.principal import Principal, hq_admin
 from projections.store import Store
@@ -24,6 +25,7 @@ CURSOR_LENGTH_MAX = 200
 class Services:
     settings: Settings
     store: Store
+    scan_rules: ScanRules = field(default_factory=ScanRules)
 
     def principal_for(self, authorization: str | None) -> Principal:
         if not authorization:

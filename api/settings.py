@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
+
+from projections.store import Store
 
 DEFAULT_DATABASE_URL = "sqlite:///var/siyu.db"
 
@@ -14,8 +17,18 @@ class Settings:
     bootstrap_token: str | None = None
     nats_url: str | None = None
     code_base_url: str = "https://id.siyu.example"
+    code_key_id: int = 0
     projections_inline: bool = True
     log_level: str = "INFO"
+
+    def open_store(self, **overrides: Any) -> Store:
+        """The store these settings name, with the code keys and the brand's link domain."""
+        options: dict[str, Any] = {
+            "code_base_url": self.code_base_url,
+            "code_key_id": self.code_key_id,
+            **overrides,
+        }
+        return Store.open(self.database_url, **options)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -25,6 +38,7 @@ class Settings:
             bootstrap_token=env.get("SIYU_BOOTSTRAP_TOKEN") or None,
             nats_url=env.get("SIYU_NATS_URL") or None,
             code_base_url=(env.get("SIYU_CODE_BASE_URL") or cls.code_base_url).rstrip("/"),
+            code_key_id=int(env.get("SIYU_CODE_KEY_ID") or 0),
             projections_inline=(env.get("SIYU_PROJECTIONS", "inline") != "off"),
             log_level=env.get("SIYU_LOG_LEVEL", "INFO"),
         )

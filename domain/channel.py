@@ -18,6 +18,7 @@ from eventsourcing.domain import Aggregate
 from domain.errors import BusinessRuleBroken, Conflict, InvalidInput, NotAllowed
 from domain.identity import partner_id
 from domain.principal import HQ_CODE, PATH_SEPARATOR, Principal, Role
+from domain.region import is_region_code
 
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 REGION_CODE_PATTERN = re.compile(r"^(\d{2}|\d{4}|\d{6})$")
@@ -115,13 +116,22 @@ def validate_territory(region_codes: tuple[str, ...]) -> None:
     for code in region_codes:
         if not REGION_CODE_PATTERN.match(code):
             raise InvalidInput.field("region_codes", f"{code!r} is not a 2, 4 or 6 digit code")
-        if code[:2] in {"00", "99"} or code == "0" * len(code):
-            raise InvalidInput.field("region_codes", f"{code!r} is not a region code")
+        if not is_region_code(_canonical_region(code)):
+            raise InvalidInput.field("region_codes", f"{code!r} is not a known region code")
 
 
 def validate_county_code(code: str | None, field: str) -> None:
-    if code is None or not re.fullmatch(r"\d{6}", code) or code[:2] in {"00", "99"}:
-        raise InvalidInput.field(field, "a 6-digit region (county) code")
+    if code is None or not re.fullmatch(r"\d{6}", code) or not is_region_code(code):
+        raise InvalidInput.field(field, "a known 6-digit region (county) code")
+
+
+def _canonical_region(code: str) -> str:
+    """``310000`` names the province ``31`` and ``310100`` the prefecture ``3101``."""
+    if len(code) == 6 and code.endswith("0000"):
+        return code[:2]
+    if len(code) == 6 and code.endswith("00"):
+        return code[:4]
+    return code
 
 
 class Partner(Aggregate):

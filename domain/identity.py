@@ -16,6 +16,37 @@ def namespace(type_name: str) -> UUID:
 NS_PARTNER = namespace("partner")
 NS_TOKEN = namespace("token")
 NS_REQUEST = namespace("client-request")
+NS_PRODUCT = namespace("product")
+NS_BATCH = namespace("code-batch")
+NS_BATCH_NUMBER = namespace("code-batch-number")
+NS_UNIT = namespace("unit")
+NS_CASE = namespace("case")
+NS_ALERT = namespace("alert")
+NS_LOT = namespace("points-lot")
+
+
+def product_id(sku: str) -> UUID:
+    return uuid5(NS_PRODUCT, sku)
+
+
+def batch_id(batch: str) -> UUID:
+    return uuid5(NS_BATCH, batch)
+
+
+def batch_number_id(key_id: int, batch_no: int) -> UUID:
+    return uuid5(NS_BATCH_NUMBER, f"{key_id}/{batch_no}")
+
+
+def unit_id(serial: str) -> UUID:
+    return uuid5(NS_UNIT, serial)
+
+
+def case_id(serial: str) -> UUID:
+    return uuid5(NS_CASE, serial)
+
+
+def alert_id(cause: str, kind: str) -> UUID:
+    return uuid5(NS_ALERT, f"{cause}\x1f{kind}")
 
 
 def partner_id(code: str) -> UUID:

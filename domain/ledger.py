@@ -70,6 +70,15 @@ class Outcome:
     repeated: bool
 
 
+@dataclass(frozen=True)
+class BatchOutcome:
+    """Per item: its answer and whether it was a repeat; the position of the last event."""
+
+    answers: list[dict[str, Any]]
+    repeated: list[bool]
+    position: int
+
+
 class UnitOfWork:
     """The aggregates one command reads and changes; saved together or not at all."""
 
@@ -77,6 +86,9 @@ class UnitOfWork:
         self._ledger = ledger
         self._touched: dict[UUID, Aggregate] = {}
         self.clock = ledger.clock
+        self.codebook = ledger.codebook
+        self.member_id_key: bytes = ledger.member_id_key
+        self.now = ledger.clock()
 
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         if aggregate_id in self._touched:
@@ -121,6 +133,9 @@ class Ledger(Application[UUID]):
     ) -> None:
         self.clock = clock
         self._field_cipher = field_cipher
+        # Set by the store that opens the ledger: both are secrets kept with the store.
+        self.codebook: Any = None
+        self.member_id_key: bytes = b""
         self.position_of: PositionLookup = lambda _id, _version: None
         super().__init__(env=dict(env))
 
@@ -155,6 +170,62 @@ class Ledger(Application[UUID]):
                 continue  # someone saved first: reload everything and decide again
             return Outcome(answer=answer, position=position, repeated=False)
         raise Conflict("too much contention; try again", code="contention")
+
+    def execute_batch(
+        self,
+        keys: list[RequestKey],
+        decide: Callable[[UnitOfWork, list[int]], list[dict[str, Any]]],
+    ) -> BatchOutcome:
+        """Many client requests in one atomic step (e.g. logistics events, each with its id).
+
+        Items already recorded are repeats; ``decide`` gets the indices of the fresh ones
+        and returns their answers, or raises (then nothing at all is written).
+        """
+        assert len({k.record_id for k in keys}) == len(keys), "client ids are unique in a batch"
+        for _attempt in range(ATTEMPTS_MAX):
+            uow = UnitOfWork(self)
+            records = [uow.find(ClientRequest, k.record_id) for k in keys]
+            for k, r in zip(keys, records, strict=True):
+                if r is not None and r.fingerprint != k.fingerprint:
+                    raise IdempotencyMismatch(
+                        f"{k.kind} {k.client_id!r} was used with other content"
+                    )
+            fresh = [i for i, r in enumerate(records) if r is None]
+            answers: list[dict[str, Any]] = [
+                {} if r is None else _answer_decoder.decode(r.answer) for r in records
+            ]
+            if not fresh:
+                positions = [self._repeat(r).position for r in records if r is not None]
+                return BatchOutcome(answers, [True] * len(keys), max(positions))
+            new_answers = decide(uow, fresh)
+            assert len(new_answers) == len(fresh)
+            for i, answer in zip(fresh, new_answers, strict=True):
+                answers[i] = answer
+            try:
+                position = self._save_many(uow, [(keys[i], answers[i]) for i in fresh])
+            except (IntegrityError, RecordConflictError):
+                continue
+            fresh_set = set(fresh)
+            return BatchOutcome(answers, [i not in fresh_set for i in range(len(keys))], position)
+        raise Conflict("too much contention; try again", code="contention")
+
+    def _save_many(self, uow: UnitOfWork, items: list[tuple[RequestKey, dict[str, Any]]]) -> int:
+        at = uow.clock()
+        records = [
+            ClientRequest.record(
+                k.scope,
+                k.kind,
+                k.client_id,
+                k.fingerprint,
+                _answer_encoder.encode(answer).decode(),
+                at,
+            )
+            for k, answer in items
+        ]
+        recordings = self.save(*uow.changed(), *records)
+        positions = [r.notification.id for r in recordings]
+        assert positions[-1] == max(positions), "the request records are the last events saved"
+        return positions[-1]
 
     def _save(self, key: RequestKey, uow: UnitOfWork, answer: dict[str, Any]) -> int:
         record = ClientRequest.record(

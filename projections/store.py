@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import secrets as random_secrets
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from domain.clock import Clock, system_clock
+from domain.codebook import Codebook
+from domain.codes import KEY_ID_COUNT, CodeKey
 from domain.ledger import Ledger
 from projections.database import Database, parse_database_url
 from projections.engine import Engine, Projection
+from projections.keyring import MemberKeyring
 from projections.views import ViewStore
 
 SECRETS_TABLE = "siyu_secrets"
+CODE_KEY_PREFIX = "code-key-"
+DEFAULT_CODE_BASE_URL = "https://id.siyu.example"
 
 
 def default_projections() -> list[Projection]:
@@ -50,6 +55,15 @@ class Secrets:
             cur.execute(sql.replace("?", "%s"), params)
             return cur.fetchone() if fetch else None
 
+    def with_prefix(self, prefix: str) -> dict[str, str]:
+        sql = f"SELECT name, value FROM {SECRETS_TABLE}"
+        statement = sql if self._sqlite else sql.replace("?", "%s")
+        with self._datastore.transaction(commit=False) as cur:
+            cur.execute(statement, ())
+            rows = cur.fetchall()
+        pairs = [(r[0], r[1]) if self._sqlite else (r["name"], r["value"]) for r in rows]
+        return {name: value for name, value in pairs if name.startswith(prefix)}
+
     def get(self, name: str, *, configured: str | None = None, nbytes: int = 32) -> str:
         """The secret ``name``: the configured value, else the kept one, else a new one."""
         if configured:
@@ -64,6 +78,20 @@ class Secrets:
         return self._cache[name]
 
 
+def codebook(secrets: Secrets, base_url: str, current_key_id: int) -> Codebook:
+    """The code key ring: every key ever used (kept), and the current one (made if new)."""
+    if not 0 <= current_key_id < KEY_ID_COUNT:
+        raise ValueError(f"code key id must be in [0, {KEY_ID_COUNT})")
+    secrets.get(f"{CODE_KEY_PREFIX}{current_key_id}")
+    keys = {
+        int(name.removeprefix(CODE_KEY_PREFIX)): CodeKey(
+            int(name.removeprefix(CODE_KEY_PREFIX)), bytes.fromhex(value)
+        )
+        for name, value in secrets.with_prefix(CODE_KEY_PREFIX).items()
+    }
+    return Codebook(keys=keys, current_key_id=current_key_id, base_url=base_url)
+
+
 def _position_lookup(ledger: Ledger, database: Database) -> Any:
     datastore: Any = ledger.recorder.datastore  # type: ignore[attr-defined]
     table: str = ledger.recorder.events_table_name  # type: ignore[attr-defined]
@@ -72,8 +100,7 @@ def _position_lookup(ledger: Ledger, database: Database) -> Any:
         def sqlite_position(aggregate_id: UUID, version: int) -> int | None:
             with datastore.transaction(commit=False) as cur:
                 cur.execute(
-                    f"SELECT rowid FROM {table} "
-                    "WHERE originator_id = ? AND originator_version = ?",
+                    f"SELECT rowid FROM {table} WHERE originator_id = ? AND originator_version = ?",
                     (aggregate_id.hex, version),
                 )
                 row = cur.fetchone()
@@ -101,7 +128,7 @@ class Store:
     secrets: Secrets
     views: ViewStore
     engine: Engine
-    extras: dict[str, Any] = field(default_factory=dict)
+    keyring: MemberKeyring
 
     @classmethod
     def open(
@@ -111,12 +138,19 @@ class Store:
         clock: Clock = system_clock,
         projections: Iterable[Projection] | None = None,
         views_target: str | None = None,
+        code_base_url: str = DEFAULT_CODE_BASE_URL,
+        code_key_id: int = 0,
     ) -> Store:
         database = parse_database_url(url)
         if database.sqlite_path is not None:
             database.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         ledger = Ledger(database.eventsourcing_env(), clock=clock)
         ledger.position_of = _position_lookup(ledger, database)
+        secrets = Secrets(ledger, database)
+        keyring = MemberKeyring(ledger.recorder.datastore, database.is_sqlite)  # type: ignore[attr-defined]
+        ledger.mapper.field_cipher = keyring  # type: ignore[attr-defined]
+        ledger.codebook = codebook(secrets, code_base_url, code_key_id)
+        ledger.member_id_key = bytes.fromhex(secrets.get("member-id-key"))
         ledger.ensure_hq()
         views = ViewStore(database, target=views_target)
         engine = Engine(
@@ -126,7 +160,7 @@ class Store:
             default_projections() if projections is None else projections,
         )
         engine.ensure_schema()
-        return cls(database, ledger, Secrets(ledger, database), views, engine)
+        return cls(database, ledger, secrets, views, engine, keyring)
 
     @property
     def head(self) -> int:

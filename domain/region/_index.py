@@ -23,6 +23,7 @@ CELL = 0.25  # degrees per candidate-grid cell
 SNAP_M = 1000.0  # a point in no polygon snaps to a unit whose edge is this close
 _M_PER_DEG = 111_195.0
 
+
 def band_of(lat: float) -> int:
     return math.floor((lat + 90.0) / BAND)
 
@@ -144,8 +145,12 @@ class RegionIndex:
         reach = SNAP_M / _M_PER_DEG
         rx = reach / max(math.cos(math.radians(lat)), 0.01)
         (cx0, cy0), (cx1, cy1) = cell_of(lng - rx, lat - reach), cell_of(lng + rx, lat + reach)
-        near = {u.code: u for cx in range(cx0, cx1 + 1) for cy in range(cy0, cy1 + 1)
-                for u in self.grid.get((cx, cy), ())}
+        near = {
+            u.code: u
+            for cx in range(cx0, cx1 + 1)
+            for cy in range(cy0, cy1 + 1)
+            for u in self.grid.get((cx, cy), ())
+        }
         best, code = SNAP_M, None
         for unit in near.values():
             d = unit.distance_m(lng, lat, reach)

@@ -267,8 +267,11 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(gzip.compress(head + b"\n" + blob, compresslevel=9, mtime=0))
     nverts = sum(sum(row[2]) for row in header["units"])
-    print(f"{args.out}: {len(header['units'])} units, {nverts} vertices, "
-          f"{args.out.stat().st_size} bytes")
+    print(
+        f"{args.out}: {len(header['units'])} units, {nverts} vertices, "
+        f"{args.out.stat().st_size} bytes"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -63,22 +63,33 @@ class Api:
 
 
 def dealer(code: str, territory: list[str] | None = None) -> dict[str, Any]:
-    return {"code": code, "kind": "dealer", "parent": "HQ", "name": f"dealer {code}",
-            "region_codes": territory or ["31"]}
+    return {
+        "code": code,
+        "kind": "dealer",
+        "parent": "HQ",
+        "name": f"dealer {code}",
+        "region_codes": territory or ["31"],
+    }
 
 
-def store_body(code: str, parent: str, lat: float = 31.23, lng: float = 121.47,
-               region: str = "310101") -> dict[str, Any]:
-    return {"code": code, "kind": "store", "parent": parent, "name": f"store {code}",
-            "location": {"lat": lat, "lng": lng}, "region_code": region}
+def store_body(
+    code: str, parent: str, lat: float = 31.23, lng: float = 121.47, region: str = "310101"
+) -> dict[str, Any]:
+    return {
+        "code": code,
+        "kind": "store",
+        "parent": parent,
+        "name": f"store {code}",
+        "location": {"lat": lat, "lng": lng},
+        "region_code": region,
+    }
 
 
 @contextmanager
 def running_api(database_url: str, clock: Clock = system_clock, **settings: Any) -> Iterator[Api]:
-    store = Store.open(database_url, clock=clock)
-    app = create_app(
-        Settings(database_url=database_url, bootstrap_token=BOOTSTRAP, **settings), store=store
-    )
+    config = Settings(database_url=database_url, bootstrap_token=BOOTSTRAP, **settings)
+    store = config.open_store(clock=clock)
+    app = create_app(config, store=store)
     try:
         with TestClient(app) as http:
             yield Api(http, store)

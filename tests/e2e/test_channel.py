@@ -36,8 +36,13 @@ def test_hq_exists_from_the_start(api: Api) -> None:
 def test_full_tree_registers_with_paths_and_positions(api: Api) -> None:
     d = api.post("/v1/partners", dealer("D1"))
     assert d.status_code == 201, d.text
-    assert d.json() == {"code": "D1", "kind": "dealer", "parent": "HQ", "path": "HQ/D1",
-                        "position": d.json()["position"]}
+    assert d.json() == {
+        "code": "D1",
+        "kind": "dealer",
+        "parent": "HQ",
+        "path": "HQ/D1",
+        "position": d.json()["position"],
+    }
     dealer_token = api.token("D1", "dealer")
     s = api.post("/v1/partners", store_body("S1", "D1"), token=dealer_token)
     assert s.status_code == 201, s.text
@@ -72,7 +77,11 @@ def test_repeat_is_idempotent_and_other_content_is_409(api: Api) -> None:
         ("store", dealer("DX"), 403),  # a store creating a dealer
         ("dealer", store_body("SX", "D2"), 403),  # a dealer creating under another dealer
         ("dealer", {"code": "CX", "kind": "clerk", "parent": "D1", "name": "c"}, 403),
-        ("hq", {"code": "CX", "kind": "clerk", "parent": "D1", "name": "c"}, 422),  # clerk under dealer
+        (
+            "hq",
+            {"code": "CX", "kind": "clerk", "parent": "D1", "name": "c"},
+            422,
+        ),  # clerk under dealer
         ("hq", store_body("SX", "HQ"), 422),  # a store directly under HQ
         ("clerk", {"code": "CX", "kind": "clerk", "parent": "S1", "name": "c"}, 403),
         ("auditor", dealer("DX"), 403),  # read-only
@@ -100,8 +109,11 @@ def test_refusals_write_nothing(api: Api, who: str, body: dict, status: int) -> 
     api.post("/v1/partners", store_body("S1", "D1"))
     api.partner("C1", "clerk", "S1")
     tokens = {
-        "hq": None, "store": api.token("S1", "store"), "dealer": api.token("D1", "dealer"),
-        "clerk": api.token("C1", "clerk"), "auditor": api.token("HQ", "auditor"),
+        "hq": None,
+        "store": api.token("S1", "store"),
+        "dealer": api.token("D1", "dealer"),
+        "clerk": api.token("C1", "clerk"),
+        "auditor": api.token("HQ", "auditor"),
         "gateway": api.token("HQ", "gateway"),
     }
     head = api.head()
@@ -175,8 +187,11 @@ def test_suspended_partner_can_do_nothing(api: Api) -> None:
     suspended = api.post("/v1/partners/D1/suspension", {"change_id": "c1", "reason": "audit"})
     assert suspended.status_code == 200, suspended.text
     assert suspended.json()["status"] == "suspended"
-    assert_problem(api.post("/v1/partners", store_body("S1", "D1"), token=dealer_token), 403,
-                   "partner_suspended")
+    assert_problem(
+        api.post("/v1/partners", store_body("S1", "D1"), token=dealer_token),
+        403,
+        "partner_suspended",
+    )
     assert_problem(api.post("/v1/partners", store_body("S1", "D1")), 409, "partner_suspended")
     assert_problem(api.post("/v1/tokens", {"partner": "D1", "role": "dealer"}), 409)
     again = api.post("/v1/partners/D1/suspension", {"change_id": "c1", "reason": "audit"})
@@ -203,8 +218,9 @@ def test_territory_and_location_changes(api: Api) -> None:
 
 def test_tokens_roles_and_revocation(api: Api) -> None:
     api.post("/v1/partners", dealer("D1"))
-    assert_problem(api.post("/v1/tokens", {"partner": "D1", "role": "store"}), 422,
-                   "role_not_for_partner")
+    assert_problem(
+        api.post("/v1/tokens", {"partner": "D1", "role": "store"}), 422, "role_not_for_partner"
+    )
     assert_problem(api.post("/v1/tokens", {"partner": "HQ", "role": "dealer"}), 422)
     assert_problem(api.post("/v1/tokens", {"partner": "NOPE", "role": "dealer"}), 404)
     minted = api.post("/v1/tokens", {"partner": "D1", "role": "dealer"})

@@ -1,0 +1,223 @@
+"""Products, code batches, logistics permissions and consumer scans over HTTP (SQLite and PG)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from domain.codes import is_gs1_serial
+from tests.e2e.client import Api, running_api
+from tests.e2e.flows import (
+    CASE_GTIN,
+    GTIN,
+    SKU,
+    Channel,
+    build_channel,
+    changed,
+    consumer,
+    outer,
+    rows,
+    to_store,
+)
+from tests.e2e.test_channel import assert_problem
+
+
+@pytest.fixture
+def api(database_url: str) -> Iterator[Api]:
+    with running_api(database_url) as api:
+        yield api
+
+
+@pytest.fixture
+def ch(api: Api) -> Channel:
+    return build_channel(api)
+
+
+def test_products_check_gtin_and_role(api: Api) -> None:
+    body = {"sku": "X-1", "gtin": "06901234567893", "name": "x", "price": 1, "points_per_scan": 1}
+    assert_problem(api.post("/v1/products", body), 422)  # wrong check digit
+    good = body | {"gtin": "6901234567892"}  # GTIN-13, normalised to 14 digits
+    api.post(
+        "/v1/partners",
+        {"code": "D1", "kind": "dealer", "parent": "HQ", "name": "d", "region_codes": ["31"]},
+    )
+    assert_problem(api.post("/v1/products", good, token=api.token("D1", "dealer")), 403)
+    first = api.post("/v1/products", good)
+    assert first.status_code == 201, first.text
+    assert first.json()["gtin"] == "06901234567892"
+    again = api.post("/v1/products", good)
+    assert again.json()["position"] == first.json()["position"]
+    assert_problem(api.post("/v1/products", good | {"price": 2}), 409, "idempotency_mismatch")
+    assert_problem(api.post("/v1/products", good | {"price": -1, "sku": "X-2"}), 400)
+    assert api.get("/v1/products/X-1").json()["price"] == 1
+
+
+def test_batch_codes_csv_is_genuine_and_canonical(ch: Channel) -> None:
+    assert len(ch.units) == 6 and len(ch.cases) == 2
+    for row in ch.units:
+        for serial in (row["code"], row["consumer_code"]):
+            assert is_gs1_serial(serial) and len(serial) <= 20
+        assert row["url"].endswith(f"/01/{GTIN}/21/{row['code']}")
+        assert row["consumer_url"].endswith(f"/01/{GTIN}/21/{row['consumer_code']}")
+    assert len({r["code"] for r in ch.units} | {r["consumer_code"] for r in ch.units}) == 12
+    case_rows = rows(ch.api, "B-CASES")
+    assert all(r["consumer_code"] == "" and f"/01/{CASE_GTIN}/21/" in r["url"] for r in case_rows)
+    again = ch.api.post(
+        "/v1/code-batches",
+        {"batch_id": "B-UNITS", "sku": SKU, "count": 6, "level": "unit"},
+        token=ch.tokens["factory"],
+    )
+    assert again.status_code == 201 and rows(ch.api, "B-UNITS") == ch.units
+
+
+def test_who_may_issue_codes(ch: Channel) -> None:
+    body = {"batch_id": "B-X", "sku": SKU, "count": 3, "level": "unit"}
+    assert_problem(ch.api.post("/v1/code-batches", body, token=ch.tokens["S-SH"]), 403)
+    assert_problem(ch.api.post("/v1/code-batches", body, token=ch.tokens["D-SH"]), 403)
+    assert_problem(ch.api.post("/v1/code-batches", body | {"sku": "NOPE"}), 404, "unknown_sku")
+    assert_problem(ch.api.post("/v1/code-batches", body | {"count": 0}), 400)
+    assert_problem(ch.api.get("/v1/code-batches/B-UNITS/codes", token=ch.tokens["D-SH"]), 403)
+    assert_problem(ch.api.get("/v1/code-batches/NOPE/codes"), 404)
+
+
+def test_full_path_factory_to_consumer(ch: Channel) -> None:
+    to_store(ch)
+    sold = ch.move("S-SH", "sell", [outer(ch, 0)])
+    assert sold.status_code == 200, sold.text
+    first = ch.scan(consumer(ch, 0), "wx-alice", "s1", location={"lat": 31.2304, "lng": 121.4737})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["outcome"] == "first_scan" and body["points_awarded"] == 10
+    assert body["bound_store"] == "S-SH" and body["alerts"] == []
+    mine = ch.scan(consumer(ch, 0), "wx-alice", "s2")
+    assert mine.json()["outcome"] == "own_repeat" and mine.json()["points_awarded"] == 0
+    other = ch.scan(consumer(ch, 0), "wx-bob", "s3")
+    assert other.json()["outcome"] == "repeat_scan" and "repeat_scan" in other.json()["alerts"]
+    authentic = ch.scan(outer(ch, 1), "wx-carol", "s4").json()
+    assert authentic["outcome"] == "authentic" and authentic["member_id"] is None
+    assert authentic["points_awarded"] == 0
+    repeat = ch.scan(consumer(ch, 0), "wx-alice", "s1", location={"lat": 31.2304, "lng": 121.4737})
+    assert repeat.json() == first.json(), "a repeated scan_id answers the same"
+
+
+def test_diversion_and_unshipped_alerts(ch: Channel) -> None:
+    to_store(ch)
+    beijing = {"lat": 39.9139, "lng": 116.4105}
+    diverted = ch.scan(consumer(ch, 1), "wx-dan", "d1", location=beijing).json()
+    assert "diversion" in diverted["alerts"]
+    at_home = ch.scan(consumer(ch, 2), "wx-eve", "d2", location={"lat": 31.19, "lng": 121.43})
+    assert at_home.json()["alerts"] == []
+    never_shipped = ch.scan(consumer(ch, 5), "wx-fay", "d3").json()
+    assert never_shipped["alerts"] == ["unshipped"]
+    by_region = ch.scan(consumer(ch, 3), "wx-gus", "d4", region_code="110105").json()
+    assert "diversion" in by_region["alerts"]
+
+
+def test_logistics_permissions(ch: Channel) -> None:
+    codes = [outer(ch, i) for i in range(6)]
+    assert ch.move("factory", "commission", codes + ch.cases).status_code == 200
+    head = ch.api.head()
+    assert_problem(ch.move("D-SH", "ship", [codes[0]], to="S-SH"), 403)  # HQ's stock
+    assert_problem(ch.move("S-SH", "commission", [codes[0]]), 403)
+    assert_problem(ch.move("gateway", "ship", [codes[0]], to="D-SH"), 403)
+    assert_problem(ch.move("hq", "ship", [codes[0]], to="S-SH"), 403)  # not a direct child
+    assert ch.move("hq", "ship", [codes[0]], to="D-SH").status_code == 200
+    assert_problem(ch.move("D-BJ", "receive", [codes[0]]), 403)  # meant for D-SH
+    assert_problem(ch.move("S-SH", "sell", [codes[1]]), 403)
+    assert_problem(ch.move("hq", "receive", [codes[1]]), 422, "batch_refused")  # not in transit
+    assert ch.api.head() == head + 2  # only the one shipment (its event and its record)
+
+
+def test_logistics_batch_is_atomic_and_idempotent(ch: Channel) -> None:
+    codes = [outer(ch, i) for i in range(6)]
+    head = ch.api.head()
+    events = [
+        {"event_id": "a1", "action": "commission", "codes": codes[:2]},
+        {"event_id": "a2", "action": "commission", "codes": [changed(codes[2])]},
+        {"event_id": "a3", "action": "ship", "codes": codes[:2], "to": "D-SH"},
+    ]
+    refused = ch.api.post("/v1/logistics", {"events": events}, token=ch.tokens["hq"])
+    problem = assert_problem(refused, 422, "batch_refused")
+    assert [r["event_id"] for r in problem["refused"]] == ["a2"]
+    assert problem["refused"][0]["code"] == "unknown_code"
+    assert ch.api.head() == head, "an atomic batch writes nothing when one event is refused"
+    events[1]["codes"] = [codes[2]]
+    done = ch.api.post("/v1/logistics", {"events": events}, token=ch.tokens["hq"])
+    assert done.status_code == 200, done.text
+    assert [r["status"] for r in done.json()["results"]] == ["applied"] * 3
+    again = ch.api.post("/v1/logistics", {"events": events}, token=ch.tokens["hq"])
+    assert [r["status"] for r in again.json()["results"]] == ["duplicate"] * 3
+    assert again.json()["position"] == done.json()["position"]
+    events[0]["codes"] = codes[3:4]
+    assert_problem(
+        ch.api.post("/v1/logistics", {"events": events}, token=ch.tokens["hq"]),
+        409,
+        "idempotency_mismatch",
+    )
+
+
+def test_case_moves_its_units_and_sale_leaves_the_case(ch: Channel) -> None:
+    to_store(ch)
+    sold = ch.move("S-SH", "sell", [outer(ch, 1)])  # unit 1 is inside case 0
+    assert sold.status_code == 200, sold.text
+    assert_problem(ch.move("S-SH", "sell", [outer(ch, 1)]), 422)  # sold already
+    assert_problem(ch.move("S-SH", "ship", [outer(ch, 2)], to="S-SH"), 422)  # packed
+    unpack = ch.move("S-SH", "unpack", [outer(ch, 2)], parent=ch.cases[0])
+    assert unpack.status_code == 200, unpack.text
+    assert ch.move("S-SH", "sell", [outer(ch, 2)]).status_code == 200
+
+
+def test_forged_and_mistyped_codes_are_refused(ch: Channel) -> None:
+    head = ch.api.head()
+    forged = (
+        changed(consumer(ch, 0)),
+        changed(outer(ch, 0)),
+        consumer(ch, 0).lower(),
+        " " + consumer(ch, 0) + "x",
+        "A" * 20,
+        "not-a-code",
+    )
+    for i, text in enumerate(forged):
+        assert_problem(ch.scan(text, "wx-mallory", f"f-{i}"), 404, "unknown_code")
+    url = ch.units[0]["consumer_url"].replace(GTIN, "06901234567885")
+    assert_problem(ch.scan(url, "wx-mallory", "f-url"), 404, "unknown_code")
+    assert ch.api.head() == head
+    assert_problem(ch.scan(consumer(ch, 0), "wx", "x", location={"lat": 99, "lng": 1}), 400)
+    assert_problem(ch.scan(consumer(ch, 0), "wx", "x", region_code="999999"), 422)
+
+
+def test_who_may_scan(ch: Channel) -> None:
+    body = {"scan_id": "w1", "code": consumer(ch, 0), "member": {"external_id": "wx"}}
+    assert_problem(ch.api.post("/v1/scans", body, token=ch.tokens["S-SH"]), 403)
+    assert_problem(ch.api.post("/v1/scans", body, token=ch.tokens["auditor"]), 403)
+    assert ch.api.post("/v1/scans", body, token=ch.tokens["hq"]).status_code == 200
+
+
+def test_personal_data_is_not_stored_in_clear(ch: Channel) -> None:
+    to_store(ch)
+    body = {
+        "scan_id": "p1",
+        "code": consumer(ch, 0),
+        "member": {"external_id": "wx-pat", "phone": "13812345678"},
+        "location": {"lat": 31.230412, "lng": 121.473701},
+    }
+    assert ch.api.post("/v1/scans", body, token=ch.tokens["gateway"]).status_code == 200
+    store = ch.api.store
+    assert store is not None
+    blob = b"".join(n.state for n in store.ledger.recorder.select_notifications(1, 10_000))
+    assert b"13812345678" not in blob
+    assert b"31.230412" not in blob and b"121.473701" not in blob
+    assert b"enc1:" in blob
+
+
+def test_qr_images(ch: Channel) -> None:
+    svg = ch.api.get(f"/v1/codes/{outer(ch, 0)}/qr.svg")
+    assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+    assert b"<svg" in svg.content
+    png = ch.api.get(f"/v1/codes/{outer(ch, 0)}/qr.png")
+    assert png.content.startswith(b"\x89PNG")
+    assert_problem(ch.api.get(f"/v1/codes/{changed(outer(ch, 0))}/qr.svg"), 404)
+    assert_problem(ch.api.get(f"/v1/codes/{outer(ch, 0)}/qr.svg", token=ch.tokens["S-SH"]), 403)
+    sheet = ch.api.get("/v1/code-batches/B-UNITS/sheet", count=4)
+    assert sheet.status_code == 200 and sheet.text.count("<svg") == 4

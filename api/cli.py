@@ -71,17 +71,28 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     ]
     demo_file = tokens_path(store)
     if demo_file.exists():
-        demo = json.loads(demo_file.read_text())
-        lines.append(f"  demo tokens ({demo_file}):")
-        lines += [f"    {label:<22} {token}" for label, token in demo.items()]
-        first = next(iter(demo.values()))
-        lines.append(f"  try: curl -H 'Authorization: Bearer {first}' {base}/v1/partners")
+        lines += _demo_hints(json.loads(demo_file.read_text()), demo_file, base)
     print("\n".join(lines), flush=True)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     finally:
         store.close()
     return 0
+
+
+def _demo_hints(demo: dict[str, Any], demo_file: Any, base: str) -> list[str]:
+    tokens: dict[str, str] = demo.get("tokens", {})
+    lines = [f"  demo tokens ({demo_file}):"]
+    lines += [f"    {label:<22} {token}" for label, token in tokens.items()]
+    hq = tokens.get("hq", "")
+    lines.append(f"  try: curl -H 'Authorization: Bearer {hq}' {base}/v1/partners")
+    diverted = demo.get("codes", {}).get("diverted_unit")
+    if diverted:
+        lines.append(
+            f"       curl -H 'Authorization: Bearer {hq}' {base}/v1/codes/{diverted}/trace"
+        )
+        lines.append(f"       curl -H 'Authorization: Bearer {hq}' {base}/v1/alerts")
+    return lines
 
 
 # -- project -------------------------------------------------------------------
@@ -176,7 +187,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         summary = load_demo(store)
         store.engine.catch_up()
-        print(f"demo: {summary['partners']} partners; tokens in {summary['tokens_file']}")
+        print(
+            f"demo: {summary['partners']} partners, goods through the channel, scans and "
+            f"alerts; tokens and sample codes in {summary['tokens_file']}"
+        )
         return 0
     finally:
         store.close()

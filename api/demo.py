@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from api.demo_codes import load_codes_demo
 from api.demo_data import DEALERS
 from domain.channel import Location, PartnerKind, PartnerSpec
 from domain.handlers import channel, tokens
@@ -75,7 +76,9 @@ def load_demo(store: Store) -> dict[str, Any]:
     for label, (partner, role) in minted.items():
         outcome = tokens.mint_token(ledger, hq, partner, role, label=f"demo {label}")
         demo_tokens[label] = outcome.answer["token"]
+    goods = load_codes_demo(store)
     path = tokens_path(store)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(demo_tokens, indent=2, ensure_ascii=False) + "\n")
-    return {"partners": partners, "tokens": demo_tokens, "tokens_file": str(path)}
+    shown = {"tokens": demo_tokens, "codes": goods}
+    path.write_text(json.dumps(shown, indent=2, ensure_ascii=False) + "\n")
+    return {"partners": partners, "tokens": demo_tokens, "tokens_file": str(path), "goods": goods}

@@ -18,6 +18,12 @@ from api.routes.health import health
 from api.routes.logistics import logistics
 from api.routes.partners import PartnerController
 from api.routes.scans import post_scan
+from api.routes.tracing import (
+    AlertController,
+    InventoryController,
+    SellThroughController,
+    TraceController,
+)
 from api.routes.tokens import TokenController
 from api.services import Services
 from api.settings import Settings
@@ -66,6 +72,10 @@ def create_app(
         QrController,
         logistics,
         post_scan,
+        TraceController,
+        InventoryController,
+        AlertController,
+        SellThroughController,
     ]
     return Litestar(
         route_handlers=route_handlers,

@@ -8,7 +8,7 @@ the event database: with the store, never in an event, never in a log line.
 from __future__ import annotations
 
 import secrets as random_secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -27,10 +27,23 @@ CODE_KEY_PREFIX = "code-key-"
 DEFAULT_CODE_BASE_URL = "https://id.siyu.example"
 
 
-def default_projections() -> list[Projection]:
+def default_projections(
+    position_of: Callable[[UUID, int], int | None] | None = None,
+) -> list[Projection]:
+    """Every read model, the partner directory first (the others read its paths)."""
+    from projections.alerts import AlertsView
+    from projections.inventory import InventoryView
     from projections.partners import PartnerDirectory
+    from projections.sell_through import SellThroughView
+    from projections.trace import TraceView
 
-    return [PartnerDirectory()]
+    return [
+        PartnerDirectory(),
+        TraceView(),
+        InventoryView(),
+        AlertsView(position_of),
+        SellThroughView(),
+    ]
 
 
 class Secrets:
@@ -157,7 +170,7 @@ class Store:
             ledger.recorder,
             ledger.mapper,
             views,
-            default_projections() if projections is None else projections,
+            default_projections(ledger.position_of) if projections is None else projections,
         )
         engine.ensure_schema()
         return cls(database, ledger, secrets, views, engine, keyring)

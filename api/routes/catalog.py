@@ -142,19 +142,17 @@ def _csv_rows(services: Any, batch: CodeBatch) -> Iterator[bytes]:
     book = services.store.ledger.codebook
     key = book.keys[batch.key_id]
     yield b"code,url,consumer_code,consumer_url\n"
+    prefix = book.url_prefix(batch.gtin)
     lines: list[str] = []
     if batch.level is CodeLevel.UNIT:
         for outer, consumer in iter_unit_codes(key, batch.batch_no, batch.count):
-            lines.append(
-                f"{outer},{book.url(batch.gtin, outer)},"
-                f"{consumer},{book.url(batch.gtin, consumer)}\n"
-            )
+            lines.append(f"{outer},{prefix}{outer},{consumer},{prefix}{consumer}\n")
             if len(lines) >= CSV_ROWS_PER_CHUNK:
                 yield "".join(lines).encode()
                 lines.clear()
     else:
         for case in iter_batch_codes(key, batch.batch_no, batch.count, CodeKind.CASE):
-            lines.append(f"{case},{book.url(batch.gtin, case)},,\n")
+            lines.append(f"{case},{prefix}{case},,\n")
             if len(lines) >= CSV_ROWS_PER_CHUNK:
                 yield "".join(lines).encode()
                 lines.clear()

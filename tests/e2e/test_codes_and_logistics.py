@@ -221,3 +221,70 @@ def test_qr_images(ch: Channel) -> None:
     assert_problem(ch.api.get(f"/v1/codes/{outer(ch, 0)}/qr.svg", token=ch.tokens["S-SH"]), 403)
     sheet = ch.api.get("/v1/code-batches/B-UNITS/sheet", count=4)
     assert sheet.status_code == 200 and sheet.text.count("<svg") == 4
+
+
+def test_trace_inventory_alerts_and_scope(ch: Channel) -> None:
+    to_store(ch)
+    assert ch.move("S-SH", "sell", [outer(ch, 0)]).status_code == 200
+    ch.scan(consumer(ch, 0), "wx-amy", "t1", location={"lat": 31.2304, "lng": 121.4737})
+    ch.scan(consumer(ch, 1), "wx-ben", "t2", location={"lat": 39.9139, "lng": 116.4105})
+    api, hq = ch.api, ch.tokens["hq"]
+    trace = api.get(f"/v1/codes/{outer(ch, 0)}/trace", token=ch.tokens["S-SH"])
+    assert trace.status_code == 200, trace.text
+    body = trace.json()
+    actions = [h["action"] for h in body["history"]]
+    assert actions == ["commission", "pack", "ship", "receive", "ship", "receive", "sell", "scan"]
+    assert body["history"][2]["via"] == ch.cases[0] and body["history"][2]["to"] == "D-SH"
+    assert body["state"] == "sold" and body["owner"] == "S-SH" and body["scan_count"] == 1
+    assert body["container"] is None
+    positions = [h["position"] for h in body["history"]]
+    assert positions == sorted(positions)
+    assert "member_id" not in str(body["history"]) and consumer(ch, 0) not in trace.text
+    # Nobody sees another subtree's trace, inventory or alerts.
+    assert_problem(api.get(f"/v1/codes/{outer(ch, 0)}/trace", token=ch.tokens["D-BJ"]), 404)
+    assert_problem(api.get(f"/v1/codes/{outer(ch, 0)}/trace", token=ch.tokens["S-BJ"]), 404)
+    assert_problem(api.get(f"/v1/codes/{consumer(ch, 0)}/trace", token=ch.tokens["S-SH"]), 404)
+    assert api.get(f"/v1/codes/{consumer(ch, 0)}/trace", token=hq).json()["code"] == outer(ch, 0)
+    assert api.get(f"/v1/codes/{outer(ch, 5)}/trace", token=ch.tokens["D-SH"]).status_code == 404
+    stock = api.get("/v1/inventory/S-SH", token=ch.tokens["D-SH"]).json()
+    assert stock["items"] == [{"sku": SKU, "on_hand": 3, "received": 4, "shipped": 0, "sold": 1}]
+    hq_stock = api.get("/v1/inventory/HQ", token=hq).json()["items"][0]
+    assert hq_stock["on_hand"] == 2 and hq_stock["shipped"] == 4
+    assert_problem(api.get("/v1/inventory/S-SH", token=ch.tokens["D-BJ"]), 404)
+    assert_problem(api.get("/v1/inventory/HQ", token=ch.tokens["D-SH"]), 404)
+    alerts = api.get("/v1/alerts", token=ch.tokens["D-SH"]).json()["items"]
+    assert [a["kind"] for a in alerts] == ["diversion"]
+    assert alerts[0]["code"] == outer(ch, 1) and alerts[0]["dealer"] == "D-SH"
+    assert len(alerts[0]["evidence"]) == 2 and all(
+        isinstance(p, int) for p in alerts[0]["evidence"]
+    )
+    assert api.get("/v1/alerts", token=ch.tokens["D-BJ"]).json()["items"] == []
+    assert_problem(api.get("/v1/alerts", token=ch.tokens["S-SH"]), 403)
+    assert len(api.get("/v1/alerts", token=hq, kind="diversion").json()["items"]) == 1
+    assert_problem(api.get("/v1/alerts", token=hq, kind="nonsense"), 422)
+    sold = api.get("/v1/sell-through/D-SH", token=ch.tokens["D-SH"]).json()
+    assert sold["items"] == [{"sku": SKU, "units": 1}] and sold["total"] == 1
+    assert_problem(api.get("/v1/sell-through/D-SH", token=ch.tokens["D-BJ"]), 404)
+
+
+def test_epcis_export_validates(ch: Channel) -> None:
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    to_store(ch)
+    ch.move("S-SH", "sell", [outer(ch, 0)])
+    ch.scan(consumer(ch, 0), "wx-amy", "e1", location={"lat": 31.2304, "lng": 121.4737})
+    response = ch.api.get(f"/v1/codes/{outer(ch, 0)}/epcis")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/ld+json")
+    document = response.json()
+    schema_path = Path(__file__).resolve().parents[3] / "shared/data/gs1/EPCIS-JSON-Schema.json"
+    schema = json.loads(schema_path.read_text())
+    jsonschema.Draft7Validator(schema).validate(document)
+    events = document["epcisBody"]["eventList"]
+    steps = [e.get("bizStep") for e in events]
+    assert steps[:3] == ["commissioning", "packing", "shipping"]
+    assert "retail_selling" in steps
+    assert consumer(ch, 0) not in response.text

@@ -1,0 +1,221 @@
+"""Read side of one item, one code: trace, EPCIS export, inventory, alerts, sell-through."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+from litestar import Controller, Response, get
+from litestar.params import PathParameter, QueryParameter
+
+from domain.codes import CodeKind
+from domain.errors import InvalidInput, NotAllowed, NotFound
+from domain.principal import Principal, Role
+from projections.alerts import list_alerts
+from projections.epcis import EpcisStep, EpcisUnit, epcis_document
+from projections.inventory import get_inventory
+from projections.partners import get_partner
+from projections.sell_through import sell_through
+from projections.trace import get_trace
+
+from api.deps import Cursor, Limit, MinPosition, PrincipalDep, ServicesDep
+from api.services import Services, decode_cursor, encode_cursor, page_limit
+
+CodePath = Annotated[str, PathParameter(max_length=300)]
+PartnerPath = Annotated[str, PathParameter(max_length=40)]
+ALERT_KINDS = ("diversion", "repeat_scan", "unshipped", "impossible_travel")
+
+
+def _scope(principal: Principal) -> str | None:
+    return None if principal.sees_everything else principal.path
+
+
+def _outer_code(services: Services, principal: Principal, text: str) -> str:
+    """The outer code a trace is kept under; a consumer code names its unit for HQ only."""
+    code = services.store.ledger.codebook.parse(text)
+    if code is None:
+        raise NotFound("unknown or forged code", code="unknown_code")
+    if code.kind is CodeKind.UNIT_CONSUMER:
+        if not principal.sees_everything:
+            raise NotFound("unknown or forged code", code="unknown_code")
+        return str(services.store.ledger.codebook.outer_of(code))
+    return code.serial
+
+
+def _trace(services: Services, principal: Principal, text: str) -> dict[str, Any]:
+    code = _outer_code(services, principal, text)
+    with services.store.views.read() as tx:
+        trace = get_trace(tx, code, _scope(principal))
+    if trace is None:
+        raise NotFound(f"no trace of {code} in your scope", code="unknown_code")
+    return trace
+
+
+class TraceController(Controller):
+    path = "/v1/codes"
+    tags = ["trace"]
+
+    @get("/{code:str}/trace", sync_to_thread=True, summary="The history of one unit or case")
+    def trace(
+        self,
+        code: CodePath,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        min_position: MinPosition,
+    ) -> dict[str, Any]:
+        services.await_view("trace", min_position)
+        return _trace(services, principal, code)
+
+    @get("/{code:str}/epcis", sync_to_thread=True, summary="EPCIS 2.0 document of a unit")
+    def epcis(
+        self,
+        code: CodePath,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        min_position: MinPosition,
+    ) -> Response[dict[str, Any]]:
+        services.await_view("trace", min_position)
+        trace = _trace(services, principal, code)
+        book = services.store.ledger.codebook
+        unit = EpcisUnit(
+            code=trace["code"],
+            gtin=trace["gtin"],
+            sku=trace["sku"],
+            url=book.url(trace["gtin"], trace["code"]),
+        )
+        steps = _epcis_steps(services, trace["history"])
+        base = services.settings.code_base_url
+        document = epcis_document(
+            unit, steps, lambda c: f"{base}/partners/{c}", datetime.now(tz=UTC)
+        )
+        return Response(document, media_type="application/ld+json")
+
+
+def _epcis_steps(services: Services, history: list[dict[str, Any]]) -> list[EpcisStep]:
+    book = services.store.ledger.codebook
+    gtins: dict[str, str] = {}
+
+    def case_url(case: str | None) -> str | None:
+        if case is None:
+            return None
+        if case not in gtins:
+            with services.store.views.read() as tx:
+                found = get_trace(tx, case, None)
+            gtins[case] = found["gtin"] if found else ""
+        return book.url(gtins[case], case) if gtins[case] else None
+
+    steps: list[EpcisStep] = []
+    for item in history:
+        at = datetime.fromisoformat(item["at"])
+        action, partner = item["action"], item["partner"] or ""
+        container = item.get("via") or item.get("parent")
+        if action == "sell" and item.get("left_case"):
+            steps.append(
+                EpcisStep(
+                    at,
+                    item["position"],
+                    "unpack",
+                    partner,
+                    container=item["left_case"],
+                    container_url=case_url(item["left_case"]),
+                )
+            )
+        steps.append(
+            EpcisStep(
+                at,
+                item["position"],
+                action,
+                partner,
+                to=item.get("to"),
+                container=container,
+                container_url=case_url(container),
+                via_container="via" in item,
+                region_code=item.get("region_code"),
+                outcome=item.get("outcome"),
+            )
+        )
+    return steps
+
+
+class InventoryController(Controller):
+    path = "/v1/inventory"
+    tags = ["trace"]
+
+    @get("/{partner:str}", sync_to_thread=True, summary="Units on hand per SKU of a partner")
+    def inventory(
+        self,
+        partner: PartnerPath,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        min_position: MinPosition,
+    ) -> dict[str, Any]:
+        services.await_view("inventory", min_position)
+        with services.store.views.read() as tx:
+            found = get_partner(tx, partner)
+            if found is None or not principal.may_see(found["path"]):
+                raise NotFound(f"unknown partner {partner}", code="unknown_partner")
+            return get_inventory(tx, partner)
+
+
+class AlertController(Controller):
+    path = "/v1/alerts"
+    tags = ["trace"]
+
+    @get("/", sync_to_thread=True, summary="Anomaly alerts (HQ: all; a dealer: its own)")
+    def alerts(
+        self,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        min_position: MinPosition,
+        limit: Limit,
+        cursor: Cursor,
+        kind: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
+    ) -> dict[str, Any]:
+        if principal.role not in (Role.HQ, Role.AUDITOR, Role.DEALER):
+            raise NotAllowed("alerts are for HQ and dealers")
+        if kind is not None and kind not in ALERT_KINDS:
+            raise InvalidInput.field("kind", f"one of {', '.join(ALERT_KINDS)}")
+        size = page_limit(limit)
+        after = decode_cursor(cursor)
+        if after is not None and not after.isdigit():
+            raise InvalidInput.field("cursor", "not a cursor this API returned")
+        services.await_view("alerts", min_position)
+        dealer = None if principal.sees_everything else principal.partner
+        with services.store.views.read() as tx:
+            items = list_alerts(tx, dealer, kind, None if after is None else int(after), size)
+        next_cursor = encode_cursor(str(items[-1]["position"])) if len(items) == size else None
+        return {"items": items, "next": next_cursor}
+
+
+class SellThroughController(Controller):
+    path = "/v1/sell-through"
+    tags = ["trace"]
+
+    @get("/{partner:str}", sync_to_thread=True, summary="Units sold in a partner's subtree")
+    def sell_through(
+        self,
+        partner: PartnerPath,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        min_position: MinPosition,
+        from_: Annotated[str | None, QueryParameter(name="from", required=False)] = None,
+        to: Annotated[str | None, QueryParameter(required=False)] = None,
+    ) -> dict[str, Any]:
+        first, last = _day(from_, "from", date(2000, 1, 1)), _day(to, "to", date(9999, 12, 31))
+        services.await_view("sell_through", min_position)
+        with services.store.views.read() as tx:
+            found = get_partner(tx, partner)
+            if found is None or not principal.may_see(found["path"]):
+                raise NotFound(f"unknown partner {partner}", code="unknown_partner")
+            result = sell_through(tx, _scope(principal), found["path"], first, last)
+        assert result is not None
+        return result
+
+
+def _day(value: str | None, field: str, default: date) -> date:
+    if value is None:
+        return default
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        raise InvalidInput.field(field, "a date like 2026-11-23") from None

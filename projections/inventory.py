@@ -1,0 +1,151 @@
+"""Read model: channel inventory per partner per SKU, in units.
+
+Commissioning adds to the owner's (HQ's) ``on_hand``; shipping moves units out of
+the source's ``on_hand`` into ``shipped`` (in transit counts for nobody); receiving
+adds to the receiver's ``on_hand`` and ``received``; selling moves units from the
+store's ``on_hand`` to ``sold``. A case counts the units inside it at that moment
+(``units`` on Case.Shipped/Received), each under its own SKU; packing and unpacking
+change nothing. ``inventory_items`` remembers each unsold item's SKU and where it
+is headed (a unit's row goes when it is sold).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from domain.identity import unit_id
+from domain.units import Case, Unit
+from projections.views import Tx
+
+IDS_PER_QUERY_MAX = 500
+
+
+class InventoryView:
+    name: str = "inventory"
+    version: int = 1
+    tables: dict[str, str] = {
+        "inventory": (
+            "CREATE TABLE IF NOT EXISTS inventory ("
+            "partner TEXT NOT NULL, sku TEXT NOT NULL, on_hand BIGINT NOT NULL, "
+            "received BIGINT NOT NULL, shipped BIGINT NOT NULL, sold BIGINT NOT NULL, "
+            "position BIGINT NOT NULL, PRIMARY KEY (partner, sku))"
+        ),
+        "inventory_items": (
+            "CREATE TABLE IF NOT EXISTS inventory_items ("
+            "id TEXT PRIMARY KEY, kind TEXT NOT NULL, sku TEXT NOT NULL, destination TEXT)"
+        ),
+    }
+    indexes: tuple[str, ...] = ()
+    topics: frozenset[str] = frozenset(
+        {
+            Unit.Commissioned.TOPIC,
+            Unit.Shipped.TOPIC,
+            Unit.Received.TOPIC,
+            Unit.Sold.TOPIC,
+            Case.Commissioned.TOPIC,
+            Case.Shipped.TOPIC,
+            Case.Received.TOPIC,
+        }
+    )
+
+    def apply(self, tx: Tx, event: Any, position: int) -> None:
+        if isinstance(event, (Unit.Commissioned, Case.Commissioned)):
+            _commissioned(tx, event, position)
+            return
+        item = str(event.originator_id)
+        if isinstance(event, Unit.Shipped):
+            _shipped(tx, item, _skus(tx, [item]), event, position)
+        elif isinstance(event, Case.Shipped):
+            _shipped(tx, item, _skus(tx, _unit_ids(event.units)), event, position)
+        elif isinstance(event, Unit.Received):
+            _received(tx, item, _skus(tx, [item]), position)
+        elif isinstance(event, Case.Received):
+            _received(tx, item, _skus(tx, _unit_ids(event.units)), position)
+        elif isinstance(event, Unit.Sold):
+            _sold(tx, item, event.store, position)
+
+
+def _unit_ids(serials: Sequence[str]) -> list[str]:
+    return [str(unit_id(serial)) for serial in serials]
+
+
+def _skus(tx: Tx, ids: Sequence[str]) -> Counter[str]:
+    """How many of the items ``ids`` there are of each SKU."""
+    counts: Counter[str] = Counter()
+    for start in range(0, len(ids), IDS_PER_QUERY_MAX):
+        chunk = ids[start : start + IDS_PER_QUERY_MAX]
+        marks = ", ".join("?" for _ in chunk)
+        rows = tx.fetchall(
+            f"SELECT sku, COUNT(*) FROM inventory_items WHERE id IN ({marks}) GROUP BY sku",
+            chunk,
+        )
+        counts.update({sku: int(n) for sku, n in rows})
+    return counts
+
+
+def _commissioned(tx: Tx, event: Any, position: int) -> None:
+    kind = "case" if isinstance(event, Case.Commissioned) else "unit"
+    tx.execute(
+        "INSERT INTO inventory_items (id, kind, sku, destination) VALUES (?, ?, ?, NULL)",
+        (str(event.originator_id), kind, event.sku),
+    )
+    if kind == "unit":
+        _count(tx, event.owner, Counter({event.sku: 1}), position, on_hand=1)
+
+
+def _shipped(tx: Tx, item: str, units: Counter[str], event: Any, position: int) -> None:
+    tx.execute("UPDATE inventory_items SET destination = ? WHERE id = ?", (event.to, item))
+    _count(tx, event.source, units, position, on_hand=-1, shipped=1)
+
+
+def _received(tx: Tx, item: str, units: Counter[str], position: int) -> None:
+    row = tx.fetchone("SELECT destination FROM inventory_items WHERE id = ?", (item,))
+    if row is None or row[0] is None:
+        return
+    tx.execute("UPDATE inventory_items SET destination = NULL WHERE id = ?", (item,))
+    _count(tx, row[0], units, position, on_hand=1, received=1)
+
+
+def _sold(tx: Tx, item: str, store: str, position: int) -> None:
+    units = _skus(tx, [item])
+    tx.execute("DELETE FROM inventory_items WHERE id = ?", (item,))
+    _count(tx, store, units, position, on_hand=-1, sold=1)
+
+
+def _count(
+    tx: Tx, partner: str, units: Counter[str], position: int, *, on_hand: int = 0,
+    received: int = 0, shipped: int = 0, sold: int = 0,
+) -> None:
+    """Add ``units`` (per SKU) times each sign to the partner's figures."""
+    tx.executemany(
+        "INSERT INTO inventory (partner, sku, on_hand, received, shipped, sold, position) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (partner, sku) DO UPDATE SET "
+        "on_hand = inventory.on_hand + excluded.on_hand, "
+        "received = inventory.received + excluded.received, "
+        "shipped = inventory.shipped + excluded.shipped, "
+        "sold = inventory.sold + excluded.sold, position = excluded.position",
+        [
+            (partner, sku, n * on_hand, n * received, n * shipped, n * sold, position)
+            for sku, n in sorted(units.items())
+        ],
+    )
+
+
+# -- queries ---------------------------------------------------------------------
+
+
+def get_inventory(tx: Tx, partner: str) -> dict[str, Any]:
+    """``{partner, items: [{sku, on_hand, received, shipped, sold}]}``, by SKU."""
+    rows = tx.fetchall(
+        "SELECT sku, on_hand, received, shipped, sold FROM inventory "
+        "WHERE partner = ? ORDER BY sku",
+        (partner,),
+    )
+    items = [
+        {"sku": sku, "on_hand": int(on_hand), "received": int(received),
+         "shipped": int(shipped), "sold": int(sold)}
+        for sku, on_hand, received, shipped, sold in rows
+    ]
+    return {"partner": partner, "items": items}

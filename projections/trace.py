@@ -1,0 +1,292 @@
+"""Read model: the trace of every unit and case by its outer code, scoped by who held it.
+
+``trace_codes`` keeps each code's current state; ``trace_steps`` its history. A unit
+inherits the steps of the case it is in while it is in it: Case.Shipped and
+Case.Received name the units inside at that moment, so each gets its own step with
+detail ``via`` (containment is time-scoped: after an unpack, later shipments of the
+case name other units). Pack and unpack show on the case (Case.Packed/Unpacked,
+detail ``units``) and on each unit (Unit.Packed/Unpacked, detail ``parent``).
+
+Visibility: ``trace_holders`` keeps every partner path that held or was sent a code
+(owner at commission, destination at ship, receiver, seller; the holders of a case
+count for the units inside it at the time). A scope sees a code, and its whole
+history, when one of those paths lies in its subtree. A scan step carries only its
+outcome, region code and code kind: never a member, a consumer code or coordinates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from domain.units import Case, Unit, UnitState
+from projections.partners import scope_clause
+from projections.views import Tx
+
+_json = msgspec.json.Encoder()
+_unjson = msgspec.json.Decoder(dict[str, Any])
+
+STATE_COLUMNS = (
+    "code", "kind", "sku", "gtin", "batch_id", "state", "owner", "container", "dealer",
+    "scan_count", "position",
+)
+
+
+def partner_path(tx: Tx, code: str) -> str:
+    """The materialised path of partner ``code`` (the partners view is applied first)."""
+    row = tx.fetchone("SELECT path FROM partners WHERE code = ?", (code,))
+    return code if row is None else str(row[0])
+
+
+class TraceView:
+    name: str = "trace"
+    version: int = 1
+    tables: dict[str, str] = {
+        "trace_codes": (
+            "CREATE TABLE IF NOT EXISTS trace_codes ("
+            "code TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, "
+            "sku TEXT NOT NULL, gtin TEXT NOT NULL, batch_id TEXT NOT NULL, state TEXT NOT NULL, "
+            "owner TEXT, destination TEXT, container TEXT, dealer TEXT, "
+            "scan_count BIGINT NOT NULL, position BIGINT NOT NULL)"
+        ),
+        "trace_steps": (
+            "CREATE TABLE IF NOT EXISTS trace_steps ("
+            "code TEXT NOT NULL, position BIGINT NOT NULL, seq INTEGER NOT NULL, "
+            "at TEXT NOT NULL, action TEXT NOT NULL, partner TEXT, detail TEXT NOT NULL, "
+            "PRIMARY KEY (code, position, seq))"
+        ),
+        "trace_holders": (
+            "CREATE TABLE IF NOT EXISTS trace_holders ("
+            "code TEXT NOT NULL, path TEXT NOT NULL, position BIGINT NOT NULL, "
+            "PRIMARY KEY (code, path))"
+        ),
+    }
+    indexes: tuple[str, ...] = ()
+    topics: frozenset[str] = frozenset(
+        {
+            Unit.Commissioned.TOPIC,
+            Unit.Surfaced.TOPIC,
+            Unit.Packed.TOPIC,
+            Unit.Unpacked.TOPIC,
+            Unit.Shipped.TOPIC,
+            Unit.Received.TOPIC,
+            Unit.Sold.TOPIC,
+            Unit.Scanned.TOPIC,
+            Case.Commissioned.TOPIC,
+            Case.Packed.TOPIC,
+            Case.Unpacked.TOPIC,
+            Case.UnitSold.TOPIC,
+            Case.Shipped.TOPIC,
+            Case.Received.TOPIC,
+        }
+    )
+
+    def apply(self, tx: Tx, event: Any, position: int) -> None:
+        if isinstance(event, (Unit.Commissioned, Unit.Surfaced, Case.Commissioned)):
+            _commissioned(tx, event, position)
+            return
+        code = _code_of(tx, event)
+        if code is None:
+            return
+        if isinstance(event, (Unit.Shipped, Case.Shipped)):
+            _shipped(tx, [code], event, position, {})
+            _shipped(tx, getattr(event, "units", ()), event, position, {"via": code})
+        elif isinstance(event, (Unit.Received, Case.Received)):
+            receiver = _destination(tx, code)
+            _received(tx, [code], receiver, event, position, {})
+            _received(tx, getattr(event, "units", ()), receiver, event, position, {"via": code})
+        elif isinstance(event, (Case.Packed, Case.Unpacked)):
+            action = "pack" if isinstance(event, Case.Packed) else "unpack"
+            _add_step(tx, code, event, position, action, _owner(tx, code),
+                      {"units": list(event.units)})
+        elif isinstance(event, Unit.Packed):
+            _unit_packed(tx, code, event, position)
+        elif isinstance(event, Unit.Unpacked):
+            _unit_unpacked(tx, code, event, position)
+        elif isinstance(event, Unit.Sold):
+            _sold(tx, code, event, position)
+        elif isinstance(event, Case.UnitSold):
+            _add_step(tx, code, event, position, "sell", event.store, {"unit": event.unit})
+        elif isinstance(event, Unit.Scanned):
+            _scanned(tx, code, event, position)
+
+
+# -- applying --------------------------------------------------------------------
+
+
+def _code_of(tx: Tx, event: Any) -> str | None:
+    row = tx.fetchone("SELECT code FROM trace_codes WHERE id = ?", (str(event.originator_id),))
+    return None if row is None else str(row[0])
+
+
+def _owner(tx: Tx, code: str) -> str | None:
+    row = tx.fetchone("SELECT owner FROM trace_codes WHERE code = ?", (code,))
+    return None if row is None else row[0]
+
+
+def _destination(tx: Tx, code: str) -> str | None:
+    row = tx.fetchone("SELECT destination FROM trace_codes WHERE code = ?", (code,))
+    return None if row is None else row[0]
+
+
+def _commissioned(tx: Tx, event: Any, position: int) -> None:
+    kind = "case" if isinstance(event, Case.Commissioned) else "unit"
+    state = UnitState.IN_STOCK if event.owner is not None else UnitState.ISSUED
+    tx.execute(
+        "INSERT INTO trace_codes (code, id, kind, sku, gtin, batch_id, state, owner, "
+        "destination, container, dealer, scan_count, position) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, 0, ?)",
+        (event.serial, str(event.originator_id), kind, event.sku, event.gtin, event.batch_id,
+         state.value, event.owner, position),
+    )
+    if event.owner is not None:
+        _add_step(tx, event.serial, event, position, "commission", event.owner, {})
+        _add_holders(tx, [event.serial], event.owner, position)
+
+
+def _shipped(
+    tx: Tx, codes: Sequence[str], event: Any, position: int, detail: dict[str, Any]
+) -> None:
+    """Ship steps for ``codes``: in transit to ``event.to``, who may trace them from now."""
+    if not codes:
+        return
+    _add_steps(tx, codes, event, position, "ship", event.source, {"to": event.to, **detail})
+    dealer = ", dealer = ?" if event.to_kind == "dealer" else ""
+    params = (UnitState.IN_TRANSIT.value, event.to, position)
+    extra = (event.to,) if dealer else ()
+    tx.executemany(
+        f"UPDATE trace_codes SET state = ?, destination = ?, position = ?{dealer} "
+        "WHERE code = ?",
+        [(*params, *extra, code) for code in codes],
+    )
+    _add_holders(tx, codes, event.to, position)
+
+
+def _received(
+    tx: Tx, codes: Sequence[str], receiver: str | None, event: Any, position: int,
+    detail: dict[str, Any],
+) -> None:
+    if not codes:
+        return
+    _add_steps(tx, codes, event, position, "receive", receiver, detail)
+    tx.executemany(
+        "UPDATE trace_codes SET state = ?, owner = ?, destination = NULL, position = ? "
+        "WHERE code = ?",
+        [(UnitState.IN_STOCK.value, receiver, position, code) for code in codes],
+    )
+    if receiver is not None:
+        _add_holders(tx, codes, receiver, position)
+
+
+def _unit_packed(tx: Tx, code: str, event: Any, position: int) -> None:
+    _add_step(tx, code, event, position, "pack", _owner(tx, code), {"parent": event.case})
+    tx.execute(
+        "UPDATE trace_codes SET container = ?, position = ? WHERE code = ?",
+        (event.case, position, code),
+    )
+
+
+def _unit_unpacked(tx: Tx, code: str, event: Any, position: int) -> None:
+    """The unit leaves its case and takes over the case's whereabouts at that moment."""
+    _add_step(tx, code, event, position, "unpack", event.owner, {"parent": event.case})
+    tx.execute(
+        "UPDATE trace_codes SET container = NULL, state = ?, owner = ?, destination = ?, "
+        "dealer = ?, position = ? WHERE code = ?",
+        (event.state, event.owner, event.destination, event.dealer, position, code),
+    )
+
+
+def _sold(tx: Tx, code: str, event: Any, position: int) -> None:
+    detail = {} if event.left_case is None else {"left_case": event.left_case}
+    _add_step(tx, code, event, position, "sell", event.store, detail)
+    tx.execute(
+        "UPDATE trace_codes SET state = ?, owner = ?, container = NULL, destination = NULL, "
+        "dealer = ?, position = ? WHERE code = ?",
+        (UnitState.SOLD.value, event.store, event.dealer, position, code),
+    )
+    _add_holders(tx, [code], event.store, position)
+
+
+def _scanned(tx: Tx, code: str, event: Any, position: int) -> None:
+    detail = {
+        "outcome": event.outcome,
+        "region_code": event.region_code,
+        "code_kind": event.code_kind,
+    }
+    _add_step(tx, code, event, position, "scan", None, detail)
+    tx.execute(
+        "UPDATE trace_codes SET scan_count = scan_count + 1, position = ? WHERE code = ?",
+        (position, code),
+    )
+
+
+def _add_step(
+    tx: Tx, code: str, event: Any, position: int, action: str, partner: str | None,
+    detail: dict[str, Any],
+) -> None:
+    _add_steps(tx, [code], event, position, action, partner, detail)
+
+
+def _add_steps(
+    tx: Tx, codes: Iterable[str], event: Any, position: int, action: str,
+    partner: str | None, detail: dict[str, Any],
+) -> None:
+    at = event.timestamp.isoformat()
+    text = _json.encode(detail).decode()
+    tx.executemany(
+        "INSERT INTO trace_steps (code, position, seq, at, action, partner, detail) "
+        "VALUES (?, ?, 0, ?, ?, ?, ?)",
+        [(code, position, at, action, partner, text) for code in codes],
+    )
+
+
+def _add_holders(tx: Tx, codes: Iterable[str], partner: str, position: int) -> None:
+    path = partner_path(tx, partner)
+    tx.executemany(
+        "INSERT INTO trace_holders (code, path, position) VALUES (?, ?, ?) "
+        "ON CONFLICT (code, path) DO NOTHING",
+        [(code, path, position) for code in codes],
+    )
+
+
+# -- queries ---------------------------------------------------------------------
+
+
+def visible(tx: Tx, code: str, scope_path: str | None) -> bool:
+    """May a principal with data scope ``scope_path`` (None: everything) trace ``code``?"""
+    if scope_path is None or "/" not in scope_path:
+        return True  # the root's subtree is the whole channel
+    clause, params = scope_clause(scope_path)
+    row = tx.fetchone(
+        f"SELECT 1 FROM trace_holders WHERE code = ? AND {clause} LIMIT 1", [code, *params]
+    )
+    return row is not None
+
+
+def get_trace(tx: Tx, code: str, scope_path: str | None) -> dict[str, Any] | None:
+    """The trace of ``code`` (API.md's shape), or None if unknown or outside the scope."""
+    row = tx.fetchone(
+        f"SELECT {', '.join(STATE_COLUMNS)} FROM trace_codes WHERE code = ?", (code,)
+    )
+    if row is None or not visible(tx, code, scope_path):
+        return None
+    record = dict(zip(STATE_COLUMNS, row, strict=True))
+    record["scan_count"] = int(record["scan_count"])
+    record["position"] = int(record["position"])
+    record["history"] = history(tx, code)
+    return record
+
+
+def history(tx: Tx, code: str) -> list[dict[str, Any]]:
+    rows = tx.fetchall(
+        "SELECT at, position, action, partner, detail FROM trace_steps "
+        "WHERE code = ? ORDER BY position, seq",
+        (code,),
+    )
+    return [
+        {"at": at, "position": int(position), "action": action, "partner": partner,
+         **_unjson.decode(detail)}
+        for at, position, action, partner, detail in rows
+    ]

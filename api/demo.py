@@ -13,6 +13,8 @@ from typing import Any
 
 from api.demo_codes import load_codes_demo
 from api.demo_data import DEALERS
+from api.demo_loyalty import load_loyalty_demo
+from api.demo_money import load_money_demo
 from domain.channel import Location, PartnerKind, PartnerSpec
 from domain.handlers import channel, tokens
 from domain.principal import Role, hq_admin
@@ -22,8 +24,11 @@ DEMO_TOKENS_FILE = "demo-tokens.json"
 
 
 def tokens_path(store: Store) -> Path:
-    base = store.database.sqlite_path.parent if store.database.sqlite_path else Path("var")
-    return base / DEMO_TOKENS_FILE
+    """Beside the store it belongs to: tokens of one store never show for another."""
+    database = store.database
+    if database.sqlite_path is not None:
+        return database.sqlite_path.with_name(f"{database.sqlite_path.stem}.{DEMO_TOKENS_FILE}")
+    return Path("var") / f"{database.host}-{database.port}-{database.dbname}.{DEMO_TOKENS_FILE}"
 
 
 def load_demo(store: Store) -> dict[str, Any]:
@@ -77,6 +82,8 @@ def load_demo(store: Store) -> dict[str, Any]:
         outcome = tokens.mint_token(ledger, hq, partner, role, label=f"demo {label}")
         demo_tokens[label] = outcome.answer["token"]
     goods = load_codes_demo(store)
+    load_money_demo(store)  # orders, refunds, settlement, receipts, a withdrawal
+    load_loyalty_demo(store)  # tiers, expiring lots, tasks in progress, a verified draw
     path = tokens_path(store)
     path.parent.mkdir(parents=True, exist_ok=True)
     shown = {"tokens": demo_tokens, "codes": goods}

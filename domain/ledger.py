@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import msgspec
@@ -29,8 +29,9 @@ from eventsourcing.persistence import IntegrityError, Mapper, RecordConflictErro
 
 from domain.channel import Partner
 from domain.clock import Clock, system_clock
+from domain.codebook import Codebook
 from domain.encoding import EventMapper, FieldCipher
-from domain.errors import Conflict, IdempotencyMismatch, NotFound
+from domain.errors import Conflict, DomainError, IdempotencyMismatch, NotFound
 from domain.identity import partner_id, request_id
 from domain.principal import HQ_CODE
 from domain.requests import ClientRequest, fingerprint
@@ -134,7 +135,7 @@ class Ledger(Application[UUID]):
         self.clock = clock
         self._field_cipher = field_cipher
         # Set by the store that opens the ledger: both are secrets kept with the store.
-        self.codebook: Any = None
+        self.codebook: Codebook = cast(Codebook, None)
         self.member_id_key: bytes = b""
         self.position_of: PositionLookup = lambda _id, _version: None
         super().__init__(env=dict(env))
@@ -163,7 +164,12 @@ class Ledger(Application[UUID]):
                         f"{key.kind} {key.client_id!r} was used with other content"
                     )
                 return self._repeat(record)
-            answer = decide(uow)
+            try:
+                answer = decide(uow)
+            except DomainError:
+                if key.record_id in self.repository:
+                    continue  # the same request was saved by another process meanwhile
+                raise
             try:
                 position = self._save(key, uow, answer)
             except (IntegrityError, RecordConflictError):
@@ -197,7 +203,12 @@ class Ledger(Application[UUID]):
             if not fresh:
                 positions = [self._repeat(r).position for r in records if r is not None]
                 return BatchOutcome(answers, [True] * len(keys), max(positions))
-            new_answers = decide(uow, fresh)
+            try:
+                new_answers = decide(uow, fresh)
+            except DomainError:
+                if any(keys[i].record_id in self.repository for i in fresh):
+                    continue  # some of these were saved by another process meanwhile
+                raise
             assert len(new_answers) == len(fresh)
             for i, answer in zip(fresh, new_answers, strict=True):
                 answers[i] = answer

@@ -29,6 +29,8 @@ BATCH_SIZE_MAX = 1000
 POLL_INTERVAL_S = 0.02
 WAIT_S_MAX = 5.0
 POSITIONS_TABLE = "projection_positions"
+# Events after which read models scrubbed personal data: old page copies must go too.
+SCRUBBING_TOPICS = frozenset({"siyu.Member.Forgotten"})
 
 
 class Projection(Protocol):
@@ -39,6 +41,8 @@ class Projection(Protocol):
     tables: dict[str, str]
     indexes: tuple[str, ...]
     topics: frozenset[str]
+    # A projection with ``reads_stored = True`` gets the stored notification (topic, bytes
+    # exactly as stored) as ``event`` instead of the decoded domain event.
 
     def apply(self, tx: Tx, event: Any, position: int) -> None: ...
 
@@ -136,7 +140,7 @@ class Engine:
                 return 0
             limit = self.batch_size if until is None else min(self.batch_size, until - start)
             notifications = self.recorder.select_notifications(
-                start, limit, inclusive_of_start=False
+                start, limit, stop=until, inclusive_of_start=False
             )
             if not notifications:
                 return 0
@@ -147,6 +151,8 @@ class Engine:
                     tx.execute(
                         f"UPDATE {POSITIONS_TABLE} SET position = ? WHERE name = ?", (last, p.name)
                     )
+        if any(n.topic in SCRUBBING_TOPICS for n in notifications):
+            self.views.purge_freed_pages()
         with self._advanced:
             self._advanced.notify_all()
         return len(notifications)
@@ -162,8 +168,14 @@ class Engine:
             ]
             if not interested:
                 continue
-            event = self.mapper.to_domain_event(n)
+            event: Any = None
             for p in interested:
+                if getattr(p, "reads_stored", False):
+                    # e.g. the hash chain: it needs the bytes exactly as stored, not a decoding
+                    p.apply(tx, n, n.id)
+                    continue
+                if event is None:
+                    event = self.mapper.to_domain_event(n)
                 p.apply(tx, event, n.id)
 
     def catch_up(

@@ -29,12 +29,16 @@ DEFAULT_CODE_BASE_URL = "https://id.siyu.example"
 
 def default_projections(
     position_of: Callable[[UUID, int], int | None] | None = None,
+    notary: Any = None,
 ) -> list[Projection]:
     """Every read model, the partner directory first (the others read its paths)."""
     from projections.alerts import AlertsView
+    from projections.chain import HashChain
     from projections.inventory import InventoryView
+    from projections.money import money_projections
     from projections.partners import PartnerDirectory
     from projections.sell_through import SellThroughView
+    from projections.time_index import TimeIndex
     from projections.trace import TraceView
 
     return [
@@ -43,7 +47,21 @@ def default_projections(
         InventoryView(),
         AlertsView(position_of),
         SellThroughView(),
+        HashChain(notary),
+        TimeIndex(),
+        *money_projections(),
+        *loyalty_projections(),
     ]
+
+
+def loyalty_projections() -> list[Projection]:
+    """Members, points history, loyalty programmes and the 4R dashboard (issue 5)."""
+    from projections.dashboard_4r import Dashboard4RView
+    from projections.loyalty_programs import LoyaltyProgramsView
+    from projections.members_view import MembersView
+    from projections.points_history import PointsHistoryView
+
+    return [MembersView(), PointsHistoryView(), LoyaltyProgramsView(), Dashboard4RView()]
 
 
 class Secrets:
@@ -105,6 +123,30 @@ def codebook(secrets: Secrets, base_url: str, current_key_id: int) -> Codebook:
     return Codebook(keys=keys, current_key_id=current_key_id, base_url=base_url)
 
 
+class _InitialisationLock:
+    """Serialises opening a PostgreSQL store across processes (CREATE ... IF NOT EXISTS
+    races on the catalog when two processes create the same table at once)."""
+
+    KEY = 0x5179_4C65_6467_6572  # "SiyLedger"
+
+    def __init__(self, database: Database) -> None:
+        self._conn: Any = None
+        if database.is_sqlite:
+            return
+        import psycopg
+
+        self._conn = psycopg.connect(database.psycopg_conninfo(), autocommit=True)
+        self._conn.execute("SELECT pg_advisory_lock(%s)", (self.KEY % (1 << 63),))
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # closing the session releases its advisory lock
+            self._conn = None
+
+    def __del__(self) -> None:
+        self.release()
+
+
 def _position_lookup(ledger: Ledger, database: Database) -> Any:
     datastore: Any = ledger.recorder.datastore  # type: ignore[attr-defined]
     table: str = ledger.recorder.events_table_name  # type: ignore[attr-defined]
@@ -153,10 +195,15 @@ class Store:
         views_target: str | None = None,
         code_base_url: str = DEFAULT_CODE_BASE_URL,
         code_key_id: int = 0,
+        signing_key: str | None = None,
+        checkpoint_every: int | None = None,
     ) -> Store:
+        from projections.chain import CHECKPOINT_EVERY_DEFAULT, notary_from_secrets
+
         database = parse_database_url(url)
         if database.sqlite_path is not None:
             database.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        guard = _InitialisationLock(database)  # tables are created once, not raced
         ledger = Ledger(database.eventsourcing_env(), clock=clock)
         ledger.position_of = _position_lookup(ledger, database)
         secrets = Secrets(ledger, database)
@@ -170,9 +217,17 @@ class Store:
             ledger.recorder,
             ledger.mapper,
             views,
-            default_projections(ledger.position_of) if projections is None else projections,
+            default_projections(
+                ledger.position_of,
+                notary_from_secrets(
+                    secrets, signing_key, checkpoint_every or CHECKPOINT_EVERY_DEFAULT, clock
+                ),
+            )
+            if projections is None
+            else projections,
         )
         engine.ensure_schema()
+        guard.release()
         return cls(database, ledger, secrets, views, engine, keyring)
 
     @property
@@ -180,6 +235,10 @@ class Store:
         return self.ledger.recorder.max_notification_id() or 0
 
     def close(self) -> None:
+        """Idempotent: the app's shutdown and the CLI's ``finally`` may both call it."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         self.engine.stop()
         self.views.close()
         self.ledger.close()

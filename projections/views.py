@@ -132,6 +132,8 @@ class ViewStore:
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            # Forgotten personal data must not linger in free pages of the views file.
+            conn.execute("PRAGMA secure_delete=ON")
             self._local.conn = conn
         return conn
 
@@ -164,6 +166,18 @@ class ViewStore:
             return
         with self._pool.connection() as pg, pg.transaction():
             yield PostgresTx(pg)
+
+    def purge_freed_pages(self) -> None:
+        """Make scrubbed rows unrecoverable: SQLite keeps old page versions in its WAL until a
+        checkpoint (secure_delete zeroes freed space in the file itself); PostgreSQL keeps
+        dead tuples until VACUUM."""
+        if self._pool is None:
+            with self._write_lock:
+                self._sqlite().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return
+        with self._pool.connection() as pg:
+            pg.autocommit = True
+            pg.execute("VACUUM")
 
     def close(self) -> None:
         if self._pool is not None:

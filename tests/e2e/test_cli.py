@@ -1,0 +1,376 @@
+"""The ``siyu`` command line as real processes, on a SQLite file and on PostgreSQL.
+
+The helpers here (``run_cli``, ``ServerProcess``, ``serving``...) are shared by the other
+process tests (restart, two servers, compose). Processes run from a per-test working
+directory, with PYTHONPATH at the repository root: ``siyu demo`` on PostgreSQL writes its
+tokens under ``./var``, which must not land in a developer's checkout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from domain.handlers.tokens import authenticate
+from projections.store import Store, default_projections
+from tests.conftest import BOOTSTRAP
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = (sys.executable, "-m", "api.cli")
+RUN_TIMEOUT_S = 90.0
+START_TIMEOUT_S = 45.0
+STOP_TIMEOUT_S = 20.0
+CLEAN_EXIT = (0, -signal.SIGTERM)
+
+
+# -- helpers shared by the process tests ------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The test's environment without any SIYU_* setting, plus PYTHONPATH and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIYU_")}
+    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def cli_env(database_url: str, **extra: str) -> dict[str, str]:
+    return base_env({"SIYU_DATABASE_URL": database_url, **extra})
+
+
+def run_cli(
+    args: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float = RUN_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def head_of(database_url: str) -> int:
+    store = Store.open(database_url)
+    try:
+        return store.head
+    finally:
+        store.close()
+
+
+class ServerProcess:
+    """A long-running CLI process (``serve``, ``project``) with bounded start and stop."""
+
+    def __init__(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: Path, name: str = "server"
+    ) -> None:
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.cwd = cwd
+        self.stdout_path = cwd / f"{name}-{id(self)}.out"
+        self.stderr_path = cwd / f"{name}-{id(self)}.err"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServerProcess:
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: nothing leaks past kill()
+            )
+        return self
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def logs(self) -> str:
+        return f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr[-4000:]}"
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_for_output(self, needle: str, timeout: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.stdout:
+            if not self.running():
+                pytest.fail(f"{self.argv} exited before printing {needle!r}\n{self.logs()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{self.argv} did not print {needle!r} in {timeout}s\n{self.logs()}")
+            time.sleep(0.05)
+
+    def wait_healthy(self, base_url: str, timeout: float = START_TIMEOUT_S) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if not self.running():
+                pytest.fail(f"{self.argv} exited while starting\n{self.logs()}")
+            try:
+                response = httpx.get(f"{base_url}/health", timeout=2.0)
+                if response.status_code == 200:
+                    health: dict[str, Any] = response.json()
+                    return health
+                last = f"{response.status_code} {response.text[:200]}"
+            except httpx.HTTPError as e:
+                last = repr(e)
+            time.sleep(0.1)
+        pytest.fail(f"{self.argv} not healthy after {timeout}s ({last})\n{self.logs()}")
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM and a bounded wait; a process that ignores it is killed and the test fails."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                pytest.fail(f"{self.argv} did not stop within {timeout}s of SIGTERM\n{self.logs()}")
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.kill()  # whatever happened in the test, no process outlives it
+
+
+@contextmanager
+def serving(
+    database_url: str,
+    cwd: Path,
+    *,
+    token: str | None = BOOTSTRAP,
+    name: str = "serve",
+    **extra: str,
+) -> Iterator[tuple[ServerProcess, str]]:
+    """A ``siyu serve`` process on a free port, healthy; yields it and its base URL."""
+    port = free_port()
+    env = cli_env(database_url, **extra)
+    if token is not None:
+        env["SIYU_BOOTSTRAP_TOKEN"] = token
+    argv = [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    with ServerProcess(argv, env, cwd, name) as server:
+        server.wait_healthy(base)
+        yield server, base
+
+
+def bearer(token: str = BOOTSTRAP) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def token_texts(value: Any) -> Iterator[str]:
+    """Every token in a JSON document (the demo's tokens file), wherever it sits."""
+    if isinstance(value, str) and re.fullmatch(r"siyu_[A-Za-z0-9_-]{20,}", value):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from token_texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from token_texts(item)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+# -- demo --------------------------------------------------------------------------
+
+
+def test_demo_loads_and_if_empty_leaves_a_loaded_store_alone(
+    database_url: str, workdir: Path
+) -> None:
+    env = cli_env(database_url)
+    assert head_of(database_url) == 1, "a new store holds only HQ"
+    loaded = run_cli(["demo"], env, workdir)
+    assert loaded.returncode == 0, loaded.stderr
+    found = re.search(r"^demo: (\d+) partners\b.* in (\S+)$", loaded.stdout, re.M)
+    assert found, loaded.stdout
+    assert int(found.group(1)) > 10
+    tokens = list(token_texts(json.loads((workdir / found.group(2)).read_text())))
+    assert len(tokens) >= 4, tokens
+    store = Store.open(database_url)
+    try:
+        for token in tokens:  # each one it wrote down works on this store
+            assert authenticate(store.ledger, token).partner
+        head = store.head
+    finally:
+        store.close()
+    assert head > int(found.group(1)), "every partner is at least one event"
+
+    again = run_cli(["demo", "--if-empty"], env, workdir)
+    assert again.returncode == 0, again.stderr
+    assert "left as it is" in again.stdout
+    assert head_of(database_url) == head, "--if-empty wrote into a loaded store"
+
+
+# -- project, replay -----------------------------------------------------------------
+
+
+def test_project_once_then_replay_equal_and_a_damaged_view_differs(
+    database_url: str, workdir: Path
+) -> None:
+    from api.demo import load_demo
+
+    store = Store.open(database_url)
+    try:
+        load_demo(store)  # events only: the views are left behind
+        head = store.head
+        assert store.engine.position() < head
+    finally:
+        store.close()
+    env = cli_env(database_url)
+
+    projected = run_cli(["project", "--once"], env, workdir)
+    assert projected.returncode == 0, projected.stderr
+    assert "projected" in projected.stdout
+    store = Store.open(database_url)
+    try:
+        assert set(store.engine.positions().values()) == {head}, store.engine.positions()
+    finally:
+        store.close()
+
+    replayed = run_cli(["replay"], env, workdir)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    names = [p.name for p in default_projections()]
+    for name in names:
+        assert re.search(rf"^{name}\s+equal\b", replayed.stdout, re.M), replayed.stdout
+    assert "DIFFERENT" not in replayed.stdout
+
+    # The comparison can fail: damage one live row, and replay says so (exit 1).
+    store = Store.open(database_url)
+    try:
+        with store.views.write() as tx:
+            tx.execute("UPDATE partners SET name = 'tampered' WHERE code = 'HQ'")
+    finally:
+        store.close()
+    damaged = run_cli(["replay"], env, workdir)
+    assert damaged.returncode == 1, damaged.stdout + damaged.stderr
+    assert re.search(r"^partners\s+DIFFERENT\b", damaged.stdout, re.M), damaged.stdout
+
+
+# -- serve ---------------------------------------------------------------------------
+
+
+def test_serve_refuses_a_new_store_without_bootstrap_token(
+    database_url: str, workdir: Path
+) -> None:
+    port = free_port()
+    result = run_cli(
+        ["serve", "--host", "127.0.0.1", "--port", str(port)],
+        cli_env(database_url),
+        workdir,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "SIYU_BOOTSTRAP_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "API docs" not in result.stdout
+    assert not port_open(port)
+
+
+def test_serve_starts_prints_docs_answers_and_stops_on_sigterm(
+    database_url: str, workdir: Path
+) -> None:
+    with serving(database_url, workdir) as (server, base):
+        server.wait_for_output("API docs")
+        assert f"{base}/schema" in server.stdout
+        assert f"{base}/schema/openapi.json" in server.stdout
+
+        health = httpx.get(f"{base}/health", timeout=5)
+        assert health.status_code == 200
+        body = health.json()
+        assert body["status"] == "ok"
+        assert body["store"] == ("sqlite" if database_url.startswith("sqlite") else "postgresql")
+        assert body["position"] >= 1
+
+        schema = httpx.get(f"{base}/schema/openapi.json", timeout=10)
+        assert schema.status_code == 200
+        document = schema.json()
+        assert document["openapi"].startswith("3.")
+        assert "/v1/partners" in document["paths"] and "/health" in document["paths"]
+
+        partners = httpx.get(f"{base}/v1/partners", headers=bearer(), timeout=5)
+        assert partners.status_code == 200, partners.text
+        assert [p["code"] for p in partners.json()["items"]] == ["HQ"]
+        assert httpx.get(f"{base}/v1/partners", timeout=5).status_code == 401
+
+        started = time.monotonic()
+        code = server.stop()
+        # uvicorn (>= 0.29) shuts down gracefully, then re-raises the captured SIGTERM so
+        # that the parent sees why it ended: -15 is a clean stop, like 0.
+        assert code in CLEAN_EXIT, f"exit {code} after SIGTERM\n{server.logs()}"
+        assert time.monotonic() - started < STOP_TIMEOUT_S
+        assert not port_open(int(base.rsplit(":", 1)[1]))
+        assert "Traceback" not in server.stderr, server.stderr
+
+
+def test_serve_prints_only_demo_tokens_that_work_on_its_store(tmp_path: Path) -> None:
+    """Two stores side by side: the demo tokens of one are no use on the other."""
+    work = tmp_path / "stores"
+    work.mkdir()
+    demo_url, other_url = f"sqlite:///{work}/demo.db", f"sqlite:///{work}/other.db"
+    loaded = run_cli(["demo"], cli_env(demo_url), work)
+    assert loaded.returncode == 0, loaded.stderr
+    with serving(other_url, work) as (server, base):
+        server.wait_for_output("API docs")
+        printed = re.findall(r"\bsiyu_[A-Za-z0-9_-]{20,}", server.stdout)
+        refused = [
+            t
+            for t in printed
+            if httpx.get(f"{base}/v1/partners", headers=bearer(t), timeout=5).status_code != 200
+        ]
+        assert not refused, (
+            f"serve on {other_url} printed {len(refused)} token(s) that do not work on it "
+            f"(the demo tokens of {demo_url}):\n{server.stdout}"
+        )

@@ -1,0 +1,197 @@
+"""Balances, statements, withdrawals, reconciliation and settlement runs over HTTP.
+
+Reads are scoped like the partner directory: a partner sees its own, a dealer (or a
+store) its subtree, HQ and auditors everything; anything outside is 404.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, get, post
+from litestar.params import JSONBody, PathParameter, QueryParameter
+
+from api.deps import Cursor, Limit, MinPosition, PrincipalDep, ServicesDep
+from api.money import reconciliation_report, settle_now
+from api.money_schemas import WithdrawalDecisionIn, WithdrawalIn, WithdrawalPaymentIn
+from api.routes.partners import written
+from api.services import Services, decode_cursor, encode_cursor, page_limit
+from domain.errors import InvalidInput, NotFound
+from domain.handlers import settlement
+from domain.ledger import UnitOfWork
+from domain.principal import Principal, Role
+from domain.withdrawals import PayoutAccount, payout_account_id
+from projections.balances import balance_answer
+from projections.ledger_postings import position_at
+from projections.partners import get_partner
+from projections.statements import parse_period_bound, statement
+
+CodePath = Annotated[str, PathParameter(max_length=40)]
+WithdrawalPath = Annotated[str, PathParameter(max_length=100)]
+TimeParam = Annotated[str | None, QueryParameter(max_length=40, required=False)]
+
+
+def _partner_in_scope(services: Services, principal: Principal, code: str) -> dict[str, Any]:
+    with services.store.views.read() as tx:
+        partner = get_partner(tx, code)
+    if partner is None or not principal.may_see(partner["path"]):
+        raise NotFound(f"unknown partner {code}", code="unknown_partner")
+    return partner
+
+
+class BalanceController(Controller):
+    path = "/v1/balances"
+    tags = ["balances"]
+
+    @get("/{partner:str}", sync_to_thread=True, summary="Pending and available, as of any time")
+    def read(
+        self,
+        partner: CodePath,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        min_position: MinPosition,
+        as_of: TimeParam = None,
+        rollup: Annotated[bool, QueryParameter(required=False)] = False,
+    ) -> dict[str, Any]:
+        at = parse_period_bound(as_of, "as_of")
+        services.await_view("ledger", min_position)
+        found = _partner_in_scope(services, principal, partner)
+        store = services.store
+        applied = store.engine.position("ledger")
+        with store.views.read() as tx:
+            return balance_answer(tx, found, at, store.ledger.clock(), applied, rollup)
+
+
+class PartnerMoneyController(Controller):
+    path = "/v1/partners"
+    tags = ["balances"]
+
+    @get("/{code:str}/statement", sync_to_thread=True, summary="A statement for a period")
+    def statement(
+        self,
+        code: CodePath,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        min_position: MinPosition,
+        limit: Limit,
+        cursor: Cursor,
+        start: Annotated[
+            str | None, QueryParameter(name="from", max_length=40, required=False)
+        ] = None,
+        end: Annotated[str | None, QueryParameter(name="to", max_length=40, required=False)] = None,
+    ) -> dict[str, Any]:
+        start_at, end_at = parse_period_bound(start, "from"), parse_period_bound(end, "to")
+        if start_at is not None and end_at is not None and end_at < start_at:
+            raise InvalidInput.field("to", "the period ends before it starts")
+        size = page_limit(limit)
+        after = decode_cursor(cursor)
+        if after is not None and not after.isdigit():
+            raise InvalidInput.field("cursor", "not a cursor this API returned")
+        services.await_view("ledger", min_position)
+        _partner_in_scope(services, principal, code)
+        store = services.store
+        applied = store.engine.position("ledger")
+        with store.views.read() as tx:
+            first = 0 if start_at is None else min(applied, position_at(tx, start_at))
+            last = applied if end_at is None else min(applied, position_at(tx, end_at))
+            answer = statement(
+                tx, code, first, max(first, last), None if after is None else int(after), size
+            )
+        if answer["next"] is not None:
+            answer["next"] = encode_cursor(answer["next"])
+        return answer
+
+    @post("/{code:str}/withdrawals", status_code=201, sync_to_thread=True)
+    def request_withdrawal(
+        self,
+        code: CodePath,
+        data: JSONBody[WithdrawalIn],
+        principal: PrincipalDep,
+        services: ServicesDep,
+    ) -> dict[str, Any]:
+        outcome = settlement.request_withdrawal(
+            services.store.ledger, principal, code, data.withdrawal_id, data.amount
+        )
+        return written(outcome)
+
+    @post("/{code:str}/withdrawals/{withdrawal_id:str}/decision", status_code=200,
+          sync_to_thread=True)  # fmt: skip
+    def decide_withdrawal(
+        self,
+        code: CodePath,
+        withdrawal_id: WithdrawalPath,
+        data: JSONBody[WithdrawalDecisionIn],
+        principal: PrincipalDep,
+        services: ServicesDep,
+    ) -> dict[str, Any]:
+        outcome = settlement.decide_withdrawal(
+            services.store.ledger,
+            principal,
+            code,
+            withdrawal_id,
+            data.decision == "approve",
+            data.reason,
+        )
+        return written(outcome)
+
+    @post("/{code:str}/withdrawals/{withdrawal_id:str}/payment", status_code=200,
+          sync_to_thread=True)  # fmt: skip
+    def pay_withdrawal(
+        self,
+        code: CodePath,
+        withdrawal_id: WithdrawalPath,
+        data: JSONBody[WithdrawalPaymentIn],
+        principal: PrincipalDep,
+        services: ServicesDep,
+    ) -> dict[str, Any]:
+        outcome = settlement.pay_withdrawal(
+            services.store.ledger, principal, code, withdrawal_id, data.payout_ref
+        )
+        return written(outcome)
+
+    @get("/{code:str}/withdrawals", sync_to_thread=True, summary="Withdrawals (write side)")
+    def withdrawals(
+        self, code: CodePath, principal: PrincipalDep, services: ServicesDep
+    ) -> dict[str, Any]:
+        _partner_in_scope(services, principal, code)
+        found = UnitOfWork(services.store.ledger).find(PayoutAccount, payout_account_id(code))
+        if found is None:
+            return {"partner": code, "available": 0, "withdrawals": []}
+        return found.view()
+
+
+class ReconciliationController(Controller):
+    path = "/v1/reconciliation"
+    tags = ["balances"]
+
+    @get("/", sync_to_thread=True, summary="Reconciliation report for a period (HQ, auditor)")
+    def report(
+        self,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        min_position: MinPosition,
+        start: Annotated[
+            str | None, QueryParameter(name="from", max_length=40, required=False)
+        ] = None,
+        end: Annotated[str | None, QueryParameter(name="to", max_length=40, required=False)] = None,
+    ) -> dict[str, Any]:
+        principal.require(Role.HQ, Role.AUDITOR)
+        start_at, end_at = parse_period_bound(start, "from"), parse_period_bound(end, "to")
+        services.await_view("ledger", min_position)
+        services.await_view("orders", min_position)
+        return reconciliation_report(services.store, start_at, end_at)
+
+
+class SettlementController(Controller):
+    path = "/v1/settlements"
+    tags = ["balances"]
+
+    @post("/", status_code=200, sync_to_thread=True, summary="Run settlement now (HQ)")
+    def run(self, principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
+        principal.require(Role.HQ)
+        report = settle_now(services.store)
+        return {
+            "settled": report.settled,
+            "examined": report.examined,
+            "position": report.position,
+        }

@@ -1,0 +1,194 @@
+"""Orders, payments, fulfilment, refunds, receipts, and HQ's split policies over HTTP."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar import Controller, get, post
+from litestar.params import JSONBody, PathParameter
+
+from api.deps import MinPosition, PrincipalDep, ServicesDep
+from api.money import store_finder
+from api.money_schemas import (
+    CancellationIn,
+    FulfilmentIn,
+    OrderIn,
+    PaymentIn,
+    ReceiptIn,
+    RefundIn,
+    SplitPolicyIn,
+)
+from api.routes.partners import written
+from domain.errors import InvalidInput, NotFound
+from domain.handlers import orders
+from domain.handlers.orders import LineRequest, OrderRequest, ReceiptRequest
+from domain.ledger import UnitOfWork
+from domain.policies import PolicySchedule, schedule_id
+from domain.principal import Principal, Role
+from domain.splits import Fulfilment, Override, RateSet, SplitPolicy, default_policy
+from projections.orders_view import get_order
+from projections.partners import get_partner
+
+OrderPath = Annotated[str, PathParameter(max_length=64)]
+
+
+class OrderController(Controller):
+    path = "/v1/orders"
+    tags = ["orders"]
+
+    @post("/", status_code=201, sync_to_thread=True, summary="Place an order (attributed)")
+    def place(
+        self, data: JSONBody[OrderIn], principal: PrincipalDep, services: ServicesDep
+    ) -> dict[str, Any]:
+        principal.require(Role.GATEWAY, Role.HQ)
+        where = data.location
+        request = OrderRequest(
+            order_id=data.order_id,
+            member=data.member,
+            lines=tuple(LineRequest(x.sku, x.qty, x.unit_price) for x in data.lines),
+            fulfilment=Fulfilment(data.fulfilment),
+            lat=None if where is None else where.lat,
+            lng=None if where is None else where.lng,
+            referrer=data.referrer,
+        )
+        store = services.store
+        return written(orders.place_order(store.ledger, principal, request, store_finder(store)))
+
+    @get("/{order_id:str}", sync_to_thread=True, summary="One order with its split and refunds")
+    def read(
+        self,
+        order_id: OrderPath,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        min_position: MinPosition,
+    ) -> dict[str, Any]:
+        services.await_view("orders", min_position)
+        with services.store.views.read() as tx:
+            found = get_order(tx, order_id)
+            store = None if found is None else get_partner(tx, found["store"])
+        if found is None or store is None or not _may_see_order(principal, found, store):
+            raise NotFound(f"unknown order {order_id}", code="unknown_order")
+        return found
+
+    @post("/{order_id:str}/payments", status_code=200, sync_to_thread=True)
+    def pay(
+        self,
+        order_id: OrderPath,
+        data: JSONBody[PaymentIn],
+        principal: PrincipalDep,
+        services: ServicesDep,
+    ) -> dict[str, Any]:
+        ledger = services.store.ledger
+        return written(orders.pay(ledger, principal, order_id, data.payment_id, data.amount))
+
+    @post("/{order_id:str}/fulfilment", status_code=200, sync_to_thread=True)
+    def fulfil(
+        self,
+        order_id: OrderPath,
+        data: JSONBody[FulfilmentIn],
+        principal: PrincipalDep,
+        services: ServicesDep,
+    ) -> dict[str, Any]:
+        ledger = services.store.ledger
+        return written(orders.fulfil(ledger, principal, order_id, data.fulfilment_id))
+
+    @post("/{order_id:str}/cancellation", status_code=200, sync_to_thread=True)
+    def cancel(
+        self,
+        order_id: OrderPath,
+        data: JSONBody[CancellationIn],
+        principal: PrincipalDep,
+        services: ServicesDep,
+    ) -> dict[str, Any]:
+        ledger = services.store.ledger
+        outcome = orders.cancel(ledger, principal, order_id, data.cancellation_id, data.reason)
+        return written(outcome)
+
+    @post("/{order_id:str}/refunds", status_code=200, sync_to_thread=True)
+    def refund(
+        self,
+        order_id: OrderPath,
+        data: JSONBody[RefundIn],
+        principal: PrincipalDep,
+        services: ServicesDep,
+    ) -> dict[str, Any]:
+        ledger = services.store.ledger
+        return written(orders.refund(ledger, principal, order_id, data.refund_id, data.amount))
+
+    @post("/{order_id:str}/receipts", status_code=200, sync_to_thread=True)
+    def receipt(
+        self,
+        order_id: OrderPath,
+        data: JSONBody[ReceiptIn],
+        principal: PrincipalDep,
+        services: ServicesDep,
+    ) -> dict[str, Any]:
+        request = ReceiptRequest(
+            data.receipt_id, data.instruction_id, data.status, data.amount, data.provider_ref
+        )
+        return written(orders.record_receipt(services.store.ledger, principal, order_id, request))
+
+
+def _may_see_order(principal: Principal, order: dict[str, Any], store: dict[str, Any]) -> bool:
+    if principal.may_see(store["path"]):
+        return True
+    return order["distributor"] is not None and principal.partner == order["distributor"]
+
+
+def _time(text: str, field: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput.field(field, "an RFC 3339 time") from None
+    if at.tzinfo is None:
+        raise InvalidInput.field(field, "a time with its offset (RFC 3339)")
+    return at
+
+
+class SplitPolicyController(Controller):
+    path = "/v1/split-policies"
+    tags = ["orders"]
+
+    @post("/", status_code=201, sync_to_thread=True, summary="Publish a split policy (HQ)")
+    def publish(
+        self, data: JSONBody[SplitPolicyIn], principal: PrincipalDep, services: ServicesDep
+    ) -> dict[str, Any]:
+        principal.require(Role.HQ)
+        policy = SplitPolicy(
+            policy_id=data.policy_id,
+            fulfilment=Fulfilment(data.fulfilment),
+            rates=RateSet(dict(data.rates_bp), dict(data.rates_bp_without_distributor)),
+            remainder_to=data.remainder_to,
+            return_window_days=data.return_window_days,
+            effective_from=_time(data.effective_from, "effective_from"),
+            window_days_by_category=dict(data.return_window_days_by_category),
+            overrides=tuple(
+                Override(
+                    o.sku,
+                    o.category,
+                    RateSet(dict(o.rates_bp), dict(o.rates_bp_without_distributor)),
+                )
+                for o in data.overrides
+            ),
+        )
+        return written(orders.publish_policy(services.store.ledger, principal, policy))
+
+    @get("/", sync_to_thread=True, summary="The policies of each fulfilment mode, in force first")
+    def list(self, principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
+        uow = UnitOfWork(services.store.ledger)
+        items = []
+        for fulfilment in Fulfilment:
+            schedule = uow.find(PolicySchedule, schedule_id(fulfilment))
+            in_force = (
+                default_policy(fulfilment) if schedule is None else schedule.in_force(uow.now)
+            )
+            published = [] if schedule is None else schedule.policies
+            items.append(
+                {
+                    "fulfilment": fulfilment.value,
+                    "in_force": {**in_force.content(), "version": in_force.version},
+                    "published": [{**p.content(), "version": p.version} for p in published],
+                }
+            )
+        return {"items": items}

@@ -1,0 +1,158 @@
+"""Read model: the general ledger. Every posting of every money event, one row each.
+
+Balances, statements and the reconciliation report are queries over these tables
+(projections/balances.py, statements.py, reconciliation.py); nothing is read by
+replaying the store.
+
+- ``ledger_postings``: (position, seq) -> account, asset, amount, the partner and
+  bucket the account belongs to (if any), the order, the kind of event;
+- ``ledger_entries``: one row per money event: its kind, order, stated amount, own
+  time and the running maximum of the times of every money event up to it (the
+  monotonic index that maps "as of T" to a position: see ``position_at``);
+- ``ledger_windows``: when each order's return window closes (known from the
+  position that fulfilled it), for "available as of T".
+
+The postings of each event are asserted to balance again here, before they are
+written: an unbalanced event stops the projection (visible in /health) rather than
+corrupting every balance after it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.money import assert_balanced, partner_of
+from domain.orders import Order
+from domain.withdrawals import PayoutAccount
+from projections.views import Tx
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+KIND_OF: dict[type, str] = {
+    Order.Paid: "payment",
+    Order.Refunded: "refund",
+    Order.Settled: "settlement",
+    PayoutAccount.WithdrawalRequested: "withdrawal_requested",
+    PayoutAccount.WithdrawalApproved: "withdrawal_approved",
+    PayoutAccount.WithdrawalRejected: "withdrawal_rejected",
+    PayoutAccount.WithdrawalPaid: "withdrawal_paid",
+}
+
+
+def to_micros(at: datetime) -> int:
+    assert at.tzinfo is not None, "times are timezone-aware"
+    delta = at - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+
+
+class LedgerPostings:
+    name: str = "ledger"
+    version: int = 1
+    tables: dict[str, str] = {
+        "ledger_postings": (
+            "CREATE TABLE IF NOT EXISTS ledger_postings ("
+            "position BIGINT NOT NULL, seq INTEGER NOT NULL, account TEXT NOT NULL, "
+            "asset TEXT NOT NULL, amount BIGINT NOT NULL, partner TEXT, bucket TEXT, "
+            "order_id TEXT, kind TEXT NOT NULL, PRIMARY KEY (position, seq))"
+        ),
+        "ledger_entries": (
+            "CREATE TABLE IF NOT EXISTS ledger_entries ("
+            "position BIGINT PRIMARY KEY, kind TEXT NOT NULL, order_id TEXT, "
+            "amount BIGINT NOT NULL, at_us BIGINT NOT NULL, running_max_us BIGINT NOT NULL)"
+        ),
+        "ledger_windows": (
+            "CREATE TABLE IF NOT EXISTS ledger_windows ("
+            "order_id TEXT PRIMARY KEY, due_us BIGINT NOT NULL, position BIGINT NOT NULL)"
+        ),
+    }
+    indexes: tuple[str, ...] = (
+        "CREATE INDEX IF NOT EXISTS ledger_postings_partner ON ledger_postings (partner, position)",
+        "CREATE INDEX IF NOT EXISTS ledger_postings_order ON ledger_postings (order_id)",
+        "CREATE INDEX IF NOT EXISTS ledger_entries_time "
+        "ON ledger_entries (running_max_us, position)",
+        "CREATE INDEX IF NOT EXISTS ledger_entries_order ON ledger_entries (order_id)",
+    )
+    topics: frozenset[str] = frozenset(
+        {cls.TOPIC for cls in KIND_OF} | {Order.Fulfilled.TOPIC}  # type: ignore[attr-defined]
+    )
+
+    def apply(self, tx: Tx, event: Any, position: int) -> None:
+        if isinstance(event, Order.Fulfilled):
+            _window(tx, event.order_id, event.due_at, position)
+            return
+        kind = KIND_OF.get(type(event))
+        if kind is None:
+            return
+        postings = [tuple(p) for p in event.postings]
+        assert_balanced(postings)  # the second of the two checks (the first: when made)
+        order_id = getattr(event, "order_id", None)
+        if isinstance(event, Order.Paid) and event.fulfilled and event.due_at is not None:
+            _window(tx, event.order_id, event.due_at, position)
+        at_us = to_micros(event.timestamp)
+        row = tx.fetchone(
+            "SELECT running_max_us FROM ledger_entries ORDER BY position DESC LIMIT 1"
+        )
+        running_max = at_us if row is None else max(int(row[0]), at_us)
+        stated = _stated_amount(event)
+        tx.execute(
+            "INSERT INTO ledger_entries (position, kind, order_id, amount, at_us, running_max_us) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (position, kind, order_id, stated, at_us, running_max),
+        )
+        rows = []
+        for seq, (account, asset, amount) in enumerate(postings):
+            owner = partner_of(str(account))
+            rows.append(
+                (
+                    position,
+                    seq,
+                    account,
+                    asset,
+                    amount,
+                    None if owner is None else owner[0],
+                    None if owner is None else owner[1],
+                    order_id,
+                    kind,
+                )
+            )
+        tx.executemany(
+            "INSERT INTO ledger_postings (position, seq, account, asset, amount, partner, bucket, "
+            "order_id, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+
+def _stated_amount(event: Any) -> int:
+    """What the event says moved: a payment's or refund's amount, a settlement's total."""
+    if isinstance(event, Order.Settled):
+        return sum(event.net.values())
+    return int(event.amount)
+
+
+def _window(tx: Tx, order_id: str, due_at: datetime, position: int) -> None:
+    tx.execute(
+        "INSERT INTO ledger_windows (order_id, due_us, position) VALUES (?, ?, ?) "
+        "ON CONFLICT (order_id) DO NOTHING",
+        (order_id, to_micros(due_at), position),
+    )
+
+
+def position_at(tx: Tx, at: datetime) -> int:
+    """The last money position committed by ``at``: the highest position whose running
+    maximum of event times is not after ``at`` (event times are taken before commit,
+    commits follow positions, so that position was committed no earlier than its
+    running maximum; the answer is always a prefix of the log)."""
+    row = tx.fetchone(
+        "SELECT MAX(position) FROM ledger_entries WHERE running_max_us <= ?", (to_micros(at),)
+    )
+    return 0 if row is None or row[0] is None else int(row[0])
+
+
+def last_position(tx: Tx) -> int:
+    row = tx.fetchone("SELECT MAX(position) FROM ledger_entries")
+    return 0 if row is None or row[0] is None else int(row[0])

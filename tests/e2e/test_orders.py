@@ -1,0 +1,541 @@
+"""Orders, splits and the double-entry ledger over HTTP, on SQLite and PostgreSQL.
+
+Time is a FixedClock the tests move: return windows close when the test says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from domain.clock import FixedClock
+from tests.e2e.client import Api, dealer, running_api, store_body
+from tests.e2e.test_channel import assert_problem
+from tests.e2e.test_cli import cli_env, run_cli
+
+START = datetime.fromisoformat("2024-06-01T10:00:00+08:00")
+SEED = {"distributor": 1000, "store": 3000, "dealer": 2000, "brand": 4000}
+
+
+@dataclass
+class Mall:
+    api: Api
+    clock: FixedClock
+    tokens: dict[str, str] = field(default_factory=dict)
+    seq: int = 0
+
+    def next_id(self, prefix: str) -> str:
+        self.seq += 1
+        return f"{prefix}-{self.seq}"
+
+    def order(
+        self,
+        member: str,
+        amount: int = 10_000,
+        fulfilment: str = "hq_dropship",
+        sku: str = "TEA",
+        **extra: Any,
+    ) -> Any:
+        body = {
+            "order_id": self.next_id("O"),
+            "member": member,
+            "lines": [{"sku": sku, "qty": 1, "unit_price": amount}],
+            "fulfilment": fulfilment,
+            **extra,
+        }
+        return self.api.post("/v1/orders", body, token=self.tokens["gateway"])
+
+    def paid_order(self, member: str, amount: int = 10_000, **extra: Any) -> dict[str, Any]:
+        placed = self.order(member, amount, **extra)
+        assert placed.status_code == 201, placed.text
+        order_id = placed.json()["order_id"]
+        paid = self.pay(order_id, amount)
+        assert paid.status_code == 200, paid.text
+        return {**placed.json(), "split": paid.json()["split"]}
+
+    def pay(self, order_id: str, amount: int) -> Any:
+        body = {"payment_id": self.next_id("pay"), "amount": amount}
+        return self.api.post(f"/v1/orders/{order_id}/payments", body, token=self.tokens["gateway"])
+
+    def refund(self, order_id: str, amount: int, refund_id: str | None = None) -> Any:
+        body = {"refund_id": refund_id or self.next_id("ref"), "amount": amount}
+        return self.api.post(f"/v1/orders/{order_id}/refunds", body, token=self.tokens["gateway"])
+
+    def fulfil(self, order_id: str, token: str | None = None) -> Any:
+        body = {"fulfilment_id": self.next_id("ful")}
+        return self.api.post(
+            f"/v1/orders/{order_id}/fulfilment", body, token=token or self.tokens["gateway"]
+        )
+
+    def balance(self, partner: str, token: str | None = None, **params: Any) -> dict[str, Any]:
+        response = self.api.get(
+            f"/v1/balances/{partner}", token=token or self.tokens["hq"], **params
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def settle(self) -> dict[str, Any]:
+        response = self.api.post("/v1/settlements", {}, token=self.tokens["hq"])
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+
+@pytest.fixture
+def mall(database_url: str) -> Iterator[Mall]:
+    clock = FixedClock(START)
+    with running_api(database_url, clock=clock) as api:
+        yield build_mall(api, clock)
+
+
+def build_mall(api: Api, clock: FixedClock) -> Mall:
+    """HQ -> D-SH -> S-SH (People's Square), S-PD (Pudong) -> distributor R-SH, clerk C-SH;
+    HQ -> D-BJ -> S-BJ. Products TEA (general) and CAKE (bakery)."""
+    m = Mall(api, clock)
+    for body in (
+        dealer("D-SH", ["31"]),
+        dealer("D-BJ", ["11"]),
+        store_body("S-SH", "D-SH", lat=31.2304, lng=121.4737),
+        store_body("S-PD", "D-SH", lat=31.2222, lng=121.5440, region="310115"),
+        store_body("S-BJ", "D-BJ", lat=39.9139, lng=116.4105, region="110101"),
+        {"code": "R-SH", "kind": "distributor", "parent": "S-SH", "name": "distributor"},
+        {"code": "C-SH", "kind": "clerk", "parent": "S-SH", "name": "clerk"},
+    ):
+        assert api.post("/v1/partners", body).status_code == 201, body
+    for sku, gtin, category in (
+        ("TEA", "06901234567892", "general"),
+        ("CAKE", "06901234567809", "bakery"),
+    ):
+        product = {
+            "sku": sku,
+            "gtin": gtin,
+            "name": sku,
+            "price": 10_000,
+            "points_per_scan": 1,
+            "category": category,
+        }
+        response = api.post("/v1/products", product)
+        assert response.status_code == 201, response.text
+    for who, partner, role in (
+        ("hq", "HQ", "hq"),
+        ("gateway", "HQ", "gateway"),
+        ("auditor", "HQ", "auditor"),
+        ("D-SH", "D-SH", "dealer"),
+        ("D-BJ", "D-BJ", "dealer"),
+        ("S-SH", "S-SH", "store"),
+        ("S-PD", "S-PD", "store"),
+        ("S-BJ", "S-BJ", "store"),
+        ("R-SH", "R-SH", "distributor"),
+    ):
+        m.tokens[who] = api.token(partner, role)
+    return m
+
+
+# -- splits -----------------------------------------------------------------------------
+
+
+def test_the_seed_example_and_odd_amounts(mall: Mall) -> None:
+    with_distributor = mall.paid_order("m-seed-1", referrer="R-SH")
+    assert with_distributor["split"] == SEED
+    assert with_distributor["distributor"] == "R-SH"
+    assert with_distributor["store"] == "S-SH" and with_distributor["dealer"] == "D-SH"
+    without = mall.paid_order("m-seed-2", location={"lat": 31.2304, "lng": 121.4737})
+    assert without["split"] == {"store": 4000, "dealer": 2000, "brand": 4000}
+    assert without["distributor"] is None
+    odd = mall.paid_order("m-seed-1", amount=333)  # the referrer stuck
+    assert odd["split"] == {"distributor": 33, "store": 99, "dealer": 66, "brand": 135}
+    pickup = mall.paid_order("m-seed-2", amount=999, fulfilment="pickup")
+    assert pickup["split"] == {"store": 999}
+    view = mall.api.get(f"/v1/orders/{with_distributor['order_id']}", token=mall.tokens["hq"])
+    assert view.status_code == 200, view.text
+    body = view.json()
+    assert body["status"] == "paid" and body["paid"] == 10_000 and body["split"] == SEED
+    assert body["policy"] == {"policy_id": "default-hq_dropship", "version": 0}
+    # 100% went to the store's account and was split from there, in the same transaction
+    assert mall.balance("S-SH")["pending"] == 3000 + 4000 + 99 + 999
+    assert mall.balance("HQ")["pending"] == 4000 + 4000 + 135
+
+
+def test_hq_publishes_versioned_policies_and_orders_record_theirs(mall: Mall) -> None:
+    policy = {
+        "policy_id": "DS-2024-07",
+        "fulfilment": "hq_dropship",
+        "rates_bp": {"distributor": 500, "store": 3500, "dealer": 2000, "brand": 4000},
+        "rates_bp_without_distributor": {"store": 4000, "dealer": 2000, "brand": 4000},
+        "remainder_to": "brand",
+        "return_window_days": 7,
+        "return_window_days_by_category": {"bakery": 0},
+        "overrides": [
+            {
+                "category": "bakery",
+                "rates_bp": {"distributor": 0, "store": 6000, "dealer": 0, "brand": 4000},
+                "rates_bp_without_distributor": {"store": 6000, "brand": 4000},
+            }
+        ],
+        "effective_from": (START + timedelta(hours=1)).isoformat(),
+    }
+    hq = mall.tokens["hq"]
+    assert_problem(mall.api.post("/v1/split-policies", policy, token=mall.tokens["D-SH"]), 403)
+    bad = policy | {"rates_bp": {"store": 5000, "brand": 4000}}
+    assert assert_problem(mall.api.post("/v1/split-policies", bad, token=hq), 422)["errors"]
+    unknown = policy | {"rates_bp": {"owner": 10000}}
+    assert_problem(mall.api.post("/v1/split-policies", unknown, token=hq), 422)
+    published = mall.api.post("/v1/split-policies", policy, token=hq)
+    assert published.status_code == 201, published.text
+    assert published.json()["version"] == 1
+    again = mall.api.post("/v1/split-policies", policy, token=hq)
+    assert again.json()["position"] == published.json()["position"]
+    other = policy | {"return_window_days": 3}
+    assert_problem(
+        mall.api.post("/v1/split-policies", other, token=hq), 409, "idempotency_mismatch"
+    )
+
+    before = mall.paid_order("m-pol", referrer="R-SH")  # not in force yet: the defaults
+    assert before["split"] == SEED and before["policy_version"] == 0
+    mall.clock.advance(timedelta(hours=2))
+    after = mall.paid_order("m-pol")
+    assert after["policy_id"] == "DS-2024-07" and after["policy_version"] == 1
+    assert after["split"] == {"distributor": 500, "store": 3500, "dealer": 2000, "brand": 4000}
+    cake = mall.paid_order("m-pol", sku="CAKE")
+    assert cake["split"] == {"distributor": 0, "store": 6000, "dealer": 0, "brand": 4000}
+    listed = mall.api.get("/v1/split-policies", token=mall.tokens["S-SH"]).json()["items"]
+    dropship = next(i for i in listed if i["fulfilment"] == "hq_dropship")
+    assert dropship["in_force"]["policy_id"] == "DS-2024-07"
+
+
+# -- attribution --------------------------------------------------------------------------
+
+
+def test_attribution_by_binding_referrer_and_nearest_store_is_permanent(mall: Mall) -> None:
+    near_pudong = {"lat": 31.2230, "lng": 121.5450}
+    near_square = {"lat": 31.2300, "lng": 121.4740}
+    first = mall.paid_order("m-near", location=near_pudong)
+    assert (first["store"], first["attribution"]) == ("S-PD", "nearest_store")
+    again = mall.paid_order("m-near", location=near_square)  # bound for good
+    assert (again["store"], again["attribution"]) == ("S-PD", "bound_store")
+    late_referrer = mall.paid_order("m-near", referrer="R-SH")  # the order's referrer sticks
+    assert (late_referrer["store"], late_referrer["distributor"]) == ("S-PD", "R-SH")
+    assert mall.paid_order("m-near")["distributor"] == "R-SH"
+
+    referred = mall.paid_order("m-ref", referrer="C-SH", location=near_pudong)
+    assert (referred["store"], referred["attribution"]) == ("S-SH", "referrer")
+    assert referred["distributor"] == "C-SH"
+    member = mall.api.get("/v1/members/m-ref", token=mall.tokens["hq"])
+    if member.status_code == 200:  # the members read (another issue) agrees
+        assert member.json()["bound_store"] == "S-SH"
+
+    # A store registered just before the order is found; a suspended one is skipped.
+    spot = {"lat": 30.5, "lng": 120.5}
+    new = store_body("S-NEW", "D-SH", lat=spot["lat"], lng=spot["lng"], region="330108")
+    assert mall.api.post("/v1/partners", new).status_code == 201
+    assert mall.paid_order("m-new-1", location=spot)["store"] == "S-NEW"
+    suspension = {"change_id": "susp-1", "reason": "closed for works"}
+    assert mall.api.post("/v1/partners/S-NEW/suspension", suspension).status_code == 200
+    assert mall.paid_order("m-new-2", location=spot)["store"] in ("S-SH", "S-PD")
+
+    head = mall.api.head()
+    assert_problem(mall.order("m-nowhere"), 422, "no_store_for_member")
+    assert_problem(mall.order("m-x", referrer="S-SH"), 422, "unknown_referrer")
+    assert mall.api.head() == head, "a refused order wrote nothing (not even the member)"
+
+
+# -- refusals -------------------------------------------------------------------------------
+
+
+def test_bad_input_is_a_clear_4xx_and_writes_nothing(mall: Mall) -> None:
+    placed = mall.order("m-bad", referrer="R-SH")
+    assert placed.status_code == 201
+    order_id = placed.json()["order_id"]
+    head = mall.api.head()
+    assert_problem(mall.pay(order_id, 9_999), 422, "amount_mismatch")
+    assert_problem(mall.pay(order_id, -5), 400)
+    assert_problem(mall.pay("O-nope", 10_000), 404, "unknown_order")
+    assert_problem(mall.order("m-bad", sku="NOPE"), 404, "unknown_sku")
+    assert_problem(mall.order("m-bad", amount=-1), 400)
+    assert_problem(mall.refund(order_id, 100), 409, "order_not_paid")
+    body = {"order_id": "O-bad", "member": "m", "lines": [], "fulfilment": "pickup"}
+    assert_problem(mall.api.post("/v1/orders", body, token=mall.tokens["gateway"]), 400)
+    assert_problem(
+        mall.api.post("/v1/orders", body | {"extra": 1}, token=mall.tokens["gateway"]), 400
+    )
+    one_line = {**body, "lines": [{"sku": "TEA", "qty": 1, "unit_price": 1}]}
+    assert_problem(mall.api.post("/v1/orders", one_line, token=mall.tokens["S-SH"]), 403)
+    assert mall.api.head() == head, "refusals wrote nothing"
+
+    payment = {"payment_id": "pay-x", "amount": 10_000}
+    first = mall.api.post(f"/v1/orders/{order_id}/payments", payment, token=mall.tokens["gateway"])
+    assert first.status_code == 200, first.text
+    repeat = mall.api.post(f"/v1/orders/{order_id}/payments", payment, token=mall.tokens["gateway"])
+    assert repeat.json() == first.json(), "a repeat answers the original, same position"
+    assert_problem(mall.pay(order_id, 10_000), 409, "already_paid")
+    head = mall.api.head()
+    assert_problem(mall.refund(order_id, 10_001), 422, "refund_exceeds_paid")
+    assert mall.refund(order_id, 4_000).status_code == 200
+    head = mall.api.head()
+    assert_problem(mall.refund(order_id, 6_001), 422, "refund_exceeds_paid")
+    assert_problem(mall.refund(order_id, 0), 400)
+    assert mall.api.head() == head
+    again = {
+        "order_id": order_id,
+        "member": "someone else",
+        "fulfilment": "pickup",
+        "lines": [{"sku": "TEA", "qty": 1, "unit_price": 10_000}],
+    }
+    assert_problem(
+        mall.api.post("/v1/orders", again, token=mall.tokens["gateway"]),
+        409,
+        "idempotency_mismatch",
+    )
+    assert_problem(mall.api.get(f"/v1/orders/{order_id}", token=mall.tokens["S-BJ"]), 404)
+
+
+# -- refunds, settlement, instructions, receipts, withdrawals ----------------------------------
+
+
+def test_refunds_settlement_instructions_receipts_and_withdrawals(mall: Mall) -> None:  # noqa: PLR0915
+    order = mall.paid_order("m-life", referrer="R-SH", fulfilment="delivery")
+    order_id = order["order_id"]
+    assert order["split"] == {"distributor": 1000, "store": 9000}
+    partial = mall.refund(order_id, 3_333)
+    assert partial.status_code == 200, partial.text
+    assert partial.json()["reversed"] == {"distributor": 333, "store": 3000}
+    assert mall.balance("R-SH")["pending"] == 667
+
+    # not fulfilled: the window has not even started
+    mall.clock.advance(timedelta(days=30))
+    assert mall.settle()["settled"] == []
+    assert mall.fulfil(order_id, token=mall.tokens["S-BJ"]).status_code == 403
+    fulfilled = mall.fulfil(order_id, token=mall.tokens["S-SH"])
+    assert fulfilled.status_code == 200, fulfilled.text
+    mall.clock.advance(timedelta(days=7) - timedelta(seconds=1))
+    mall.settle()
+    assert mall.balance("R-SH")["available"] == 0
+    mall.clock.advance(timedelta(seconds=1))
+    mall.settle()  # the server's periodic task may have settled it already: same outcome
+    view = mall.api.get(f"/v1/orders/{order_id}", token=mall.tokens["hq"]).json()
+    assert view["status"] == "settled"
+    instructions = {i["instruction_id"]: i for i in view["instructions"]}
+    assert set(instructions) == {f"{order_id}/split/distributor"}  # the store keeps its share
+    assert instructions[f"{order_id}/split/distributor"]["amount"] == 667
+    assert mall.balance("R-SH")["available"] == 667
+    assert mall.balance("S-SH")["available"] == 6000
+    assert mall.settle()["settled"] == []  # idempotent
+
+    # receipts against instructions
+    receipt = {
+        "receipt_id": "rc-1",
+        "instruction_id": f"{order_id}/split/distributor",
+        "status": "succeeded",
+        "amount": 667,
+        "provider_ref": "wx-1",
+    }
+    assert_problem(
+        mall.api.post(
+            f"/v1/orders/{order_id}/receipts", receipt | {"amount": 1}, token=mall.tokens["gateway"]
+        ),
+        422,
+    )
+    recorded = mall.api.post(
+        f"/v1/orders/{order_id}/receipts", receipt, token=mall.tokens["gateway"]
+    )
+    assert recorded.status_code == 200, recorded.text
+    report = mall.api.get("/v1/reconciliation", token=mall.tokens["auditor"]).json()
+    assert report["ok"], report["breaches"]
+    assert all(i["order_id"] != order_id for i in report["instructions_without_receipts"])
+
+    # withdrawals draw on what is available, exactly
+    w = {"withdrawal_id": "w-1", "amount": 668}
+    assert_problem(
+        mall.api.post("/v1/partners/R-SH/withdrawals", w, token=mall.tokens["R-SH"]),
+        422,
+        "insufficient_available",
+    )
+    assert_problem(
+        mall.api.post(
+            "/v1/partners/R-SH/withdrawals", w | {"amount": 1}, token=mall.tokens["S-BJ"]
+        ),
+        403,
+    )
+    requested = mall.api.post(
+        "/v1/partners/R-SH/withdrawals", w | {"amount": 600}, token=mall.tokens["R-SH"]
+    )
+    assert requested.status_code == 201, requested.text
+    assert mall.balance("R-SH")["available"] == 67
+    decision = {"decision": "approve"}
+    assert_problem(
+        mall.api.post(
+            "/v1/partners/R-SH/withdrawals/w-1/decision", decision, token=mall.tokens["R-SH"]
+        ),
+        403,
+    )
+    approved = mall.api.post(
+        "/v1/partners/R-SH/withdrawals/w-1/decision", decision, token=mall.tokens["hq"]
+    )
+    assert approved.status_code == 200 and approved.json()["status"] == "approved"
+    paid = mall.api.post(
+        "/v1/partners/R-SH/withdrawals/w-1/payment",
+        {"payout_ref": "bank-1"},
+        token=mall.tokens["hq"],
+    )
+    assert paid.status_code == 200 and paid.json()["status"] == "paid"
+    second = mall.api.post(
+        "/v1/partners/R-SH/withdrawals",
+        {"withdrawal_id": "w-2", "amount": 67},
+        token=mall.tokens["R-SH"],
+    )
+    assert second.status_code == 201
+    rejected = mall.api.post(
+        "/v1/partners/R-SH/withdrawals/w-2/decision",
+        {"decision": "reject", "reason": "bank details missing"},
+        token=mall.tokens["hq"],
+    )
+    assert rejected.json()["status"] == "rejected"
+    assert mall.balance("R-SH")["available"] == 67
+
+    # a refund after settlement (and after a payout) still reverses: a visible debt
+    late = mall.refund(order_id, 6_667)
+    assert late.status_code == 200, late.text
+    assert late.json()["reversed"] == {"distributor": 667, "store": 6000}
+    assert mall.balance("R-SH")["available"] == 67 - 667
+    view = mall.api.get(f"/v1/orders/{order_id}", token=mall.tokens["hq"]).json()
+    assert view["status"] == "refunded" and view["refunded"] == 10_000
+    refund_instructions = [i for i in view["instructions"] if i["kind"] == "split_refund"]
+    assert [(i["receiver"], i["amount"]) for i in refund_instructions] == [("R-SH", 667)]
+    assert_problem(
+        mall.api.post(
+            "/v1/partners/R-SH/withdrawals",
+            {"withdrawal_id": "w-3", "amount": 1},
+            token=mall.tokens["R-SH"],
+        ),
+        422,
+    )
+
+    # the statement: every line linked to its position and order; opening + lines = closing
+    statement = mall.api.get("/v1/partners/R-SH/statement", token=mall.tokens["R-SH"]).json()
+    assert statement["opening"] == 0
+    assert statement["closing"] == 67 - 667
+    assert sum(line["amount"] for line in statement["lines"]) == statement["closing"]
+    kinds = [line["kind"] for line in statement["lines"]]
+    assert kinds[:3] == ["payment", "refund", "settlement"] and "withdrawal_requested" in kinds
+    assert all(line["order_id"] == order_id for line in statement["lines"][:3])
+    report = mall.api.get("/v1/reconciliation", token=mall.tokens["hq"]).json()
+    assert report["ok"], report["breaches"]
+    assert report["totals"]["trial_balance"] == {"CNY": 0}
+    assert report["totals"]["refunds"] == report["totals"]["reversals"] == 10_000
+
+
+def test_balances_as_of_statements_by_day_and_scopes(mall: Mall) -> None:
+    first = mall.paid_order("m-time", referrer="R-SH", fulfilment="pickup")  # 2024-06-01 10:00
+    before = (START - timedelta(minutes=1)).isoformat()
+    assert mall.balance("S-SH", as_of=before)["pending"] == 0
+    mall.clock.advance(timedelta(days=1))  # 2024-06-02
+    second = mall.paid_order("m-time", amount=5_000, fulfilment="pickup")
+    assert first["store"] == second["store"] == "S-SH"
+    at_first = mall.balance("S-SH", as_of=(START + timedelta(hours=1)).isoformat())
+    assert (at_first["pending"], at_first["available"]) == (9000, 0)
+    # as of a time after the window closed, the share is available (even before settling)
+    later = (START + timedelta(days=7, seconds=1)).isoformat()
+    assert mall.balance("S-SH", as_of=later)["available"] == 9000
+    assert mall.balance("S-SH")["pending"] == 9000 + 4500
+
+    day_one = mall.api.get(
+        "/v1/partners/S-SH/statement",
+        token=mall.tokens["S-SH"],
+        **{"from": "2024-06-01", "to": "2024-06-01"},
+    ).json()
+    assert (day_one["opening"], day_one["closing"]) == (0, 9000)
+    assert [line["order_id"] for line in day_one["lines"]] == [first["order_id"]]
+    day_two = mall.api.get(
+        "/v1/partners/S-SH/statement",
+        token=mall.tokens["S-SH"],
+        **{"from": "2024-06-02", "to": "2024-06-02"},
+    ).json()
+    assert (day_two["opening"], day_two["closing"]) == (9000, 13_500)
+    assert day_two["lines"][0]["at"].startswith("2024-06-02T10:00:00+08:00")
+
+    # scopes: own, a dealer's subtree with its roll-up, nobody else's
+    own = mall.balance("R-SH", token=mall.tokens["R-SH"])
+    assert own["pending"] == 1000 + 500  # the referrer stuck for the second order
+    assert mall.api.get("/v1/balances/S-SH", token=mall.tokens["R-SH"]).status_code == 404
+    dealer_view = mall.balance("D-SH", token=mall.tokens["D-SH"], rollup="true")
+    assert dealer_view["rollup"]["pending"] == 1500 + 9000 + 4500
+    assert mall.balance("S-SH", token=mall.tokens["D-SH"])["pending"] == 13_500
+    for token, partner in (("D-BJ", "S-SH"), ("S-BJ", "S-SH"), ("S-PD", "S-SH"), ("D-BJ", "HQ")):
+        assert_problem(mall.api.get(f"/v1/balances/{partner}", token=mall.tokens[token]), 404)
+        assert_problem(
+            mall.api.get(f"/v1/partners/{partner}/statement", token=mall.tokens[token]), 404
+        )
+    assert (
+        mall.api.get(f"/v1/orders/{first['order_id']}", token=mall.tokens["D-SH"]).status_code
+        == 200
+    )
+    assert (
+        mall.api.get(f"/v1/orders/{first['order_id']}", token=mall.tokens["R-SH"]).status_code
+        == 200
+    )
+    assert_problem(mall.api.get(f"/v1/orders/{first['order_id']}", token=mall.tokens["D-BJ"]), 404)
+    assert_problem(mall.api.get("/v1/reconciliation", token=mall.tokens["D-SH"]), 403)
+    assert_problem(
+        mall.api.get("/v1/balances/S-SH", token=mall.tokens["hq"], as_of="yesterday"), 422
+    )
+
+
+def test_cancellation_and_a_tampered_view_shows_in_reconciliation(mall: Mall) -> None:
+    placed = mall.order("m-cancel", referrer="R-SH").json()
+    cancel = {"cancellation_id": "c-1", "reason": "changed their mind"}
+    path = f"/v1/orders/{placed['order_id']}/cancellation"
+    assert mall.api.post(path, cancel, token=mall.tokens["gateway"]).status_code == 200
+    assert_problem(mall.pay(placed["order_id"], 10_000), 409, "order_cancelled")
+    paid = mall.paid_order("m-cancel")
+    assert_problem(
+        mall.api.post(
+            f"/v1/orders/{paid['order_id']}/cancellation",
+            cancel | {"cancellation_id": "c-2"},
+            token=mall.tokens["gateway"],
+        ),
+        409,
+        "order_paid",
+    )
+    report = mall.api.get("/v1/reconciliation", token=mall.tokens["auditor"]).json()
+    assert report["ok"], report
+
+    store = mall.api.store
+    assert store is not None
+    with store.views.write() as tx:  # someone edits a row of the ledger behind its back
+        tx.execute(
+            "UPDATE ledger_postings SET amount = amount + 1 WHERE account = ?",
+            ("partner:R-SH:pending",),
+        )
+    report = mall.api.get("/v1/reconciliation", token=mall.tokens["auditor"]).json()
+    assert not report["ok"]
+    checks = {b["check"] for b in report["breaches"]}
+    assert {"event_balanced", "trial_balance", "payment_split"} <= checks
+    assert all(b["evidence"] for b in report["breaches"])
+
+
+def test_settle_and_reconcile_commands(mall: Mall, database_url: str, tmp_path: Path) -> None:
+    order = mall.paid_order("m-cli", referrer="R-SH", fulfilment="delivery")
+    assert mall.fulfil(order["order_id"]).status_code == 200
+    env = cli_env(database_url)
+    early = run_cli(["settle", "--now", (START + timedelta(days=6)).isoformat()], env, tmp_path)
+    assert early.returncode == 0, early.stderr
+    assert "settled 0 orders" in early.stdout
+    due = (START + timedelta(days=7, minutes=1)).isoformat()
+    settled = run_cli(["settle", "--now", due], env, tmp_path)
+    assert settled.returncode == 0, settled.stderr
+    assert "settled 1 orders" in settled.stdout, settled.stdout
+    again = run_cli(["settle", "--now", due], env, tmp_path)
+    assert "settled 0 orders" in again.stdout, again.stdout
+    assert run_cli(["settle", "--now", "soon"], env, tmp_path).returncode == 2
+    view = mall.api.get(
+        f"/v1/orders/{order['order_id']}", token=mall.tokens["hq"], min_position=mall.api.head()
+    )
+    assert view.json()["status"] == "settled"
+    reconciled = run_cli(["reconcile"], env, tmp_path)
+    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+    assert reconciled.stdout.strip().splitlines()[-1] == "ok"
+    assert "1 instructions without receipts" in reconciled.stdout

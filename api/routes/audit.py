@@ -1,0 +1,158 @@
+"""Audit and investigation over HTTP (API.md): the feed, digests, verification, time travel.
+
+HQ and auditors only. Nothing here writes an event; signing a checkpoint at the head
+(``/v1/audit/digest?head=true``) writes an attestation beside the chain, not a fact.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import PathParameter, QueryParameter
+
+from api.audit import Audit, parse_time
+from api.deps import Limit, MinPosition, PrincipalDep, ServicesDep
+from api.services import page_limit
+from domain.errors import NotFound
+from domain.principal import Principal, Role
+from projections.chain import latest_checkpoint, sign_head
+from projections.event_feed import feed_page
+from projections.time_travel import (
+    EVENTS_PER_PAGE_MAX,
+    TYPE_NAME_LENGTH_MAX,
+    aggregate_at,
+    aggregate_events,
+)
+
+READERS = (Role.HQ, Role.AUDITOR)
+
+After = Annotated[int | None, QueryParameter(ge=0, required=False, description="a position")]
+KeyPath = Annotated[str, PathParameter(max_length=200)]
+
+
+def provide_audit(state: State) -> Audit:
+    audit: Audit = state.audit
+    return audit
+
+
+AUDIT_DEPENDENCIES = {"audit": Provide(provide_audit, sync_to_thread=False)}
+AuditDep = NamedDependency[Audit]
+
+
+def _readers_only(principal: Principal) -> None:
+    principal.require(*READERS)
+
+
+class AuditController(Controller):
+    path = "/v1/audit"
+    tags = ["audit"]
+    dependencies = AUDIT_DEPENDENCIES
+
+    @get("/public-key", sync_to_thread=False, summary="The key that signs chain checkpoints")
+    def public_key(self, principal: PrincipalDep, audit: AuditDep) -> dict[str, Any]:
+        _readers_only(principal)
+        return audit.notary.public_key_info()
+
+    @get("/digest", sync_to_thread=True, summary="The latest signed checkpoint of the chain")
+    def digest(
+        self,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        audit: AuditDep,
+        head: Annotated[
+            bool, QueryParameter(required=False, description="sign one at the chain's head")
+        ] = False,
+    ) -> dict[str, Any]:
+        _readers_only(principal)
+        views = services.store.views
+        with views.read() as tx:
+            checkpoint = latest_checkpoint(tx)
+        if head or checkpoint is None:
+            with views.write() as tx:
+                checkpoint = sign_head(tx, audit.notary)
+        if checkpoint is None:
+            raise NotFound("nothing is chained yet", code="no_checkpoint")
+        return checkpoint.as_dict()
+
+    @get("/verify", sync_to_thread=False, summary="The latest verification run")
+    def verify(self, principal: PrincipalDep, audit: AuditDep) -> dict[str, Any]:
+        _readers_only(principal)
+        return audit.watch.status()
+
+    @post("/verifications", status_code=200, sync_to_thread=True, summary="Verify now (HQ)")
+    def verify_now(self, principal: PrincipalDep, audit: AuditDep) -> dict[str, Any]:
+        principal.require(Role.HQ)
+        audit.watch.run_now()
+        return audit.watch.status()
+
+    @get("/reads", sync_to_thread=True, summary="Who read partner or member data, and when")
+    def reads(
+        self,
+        principal: PrincipalDep,
+        audit: AuditDep,
+        limit: Limit,
+        after: After = None,
+        role: Annotated[str | None, QueryParameter(max_length=20, required=False)] = None,
+        partner: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
+    ) -> dict[str, Any]:
+        _readers_only(principal)
+        size = page_limit(limit)
+        items = audit.access_log.list(after or 0, size, role, partner)
+        return {"items": items, "next": items[-1]["id"] if len(items) == size else None}
+
+
+class EventFeedController(Controller):
+    path = "/v1/events"
+    tags = ["audit"]
+
+    @get("/", sync_to_thread=True, summary="Every event in position order (masked)")
+    def feed(
+        self, principal: PrincipalDep, services: ServicesDep, limit: Limit, after: After = None
+    ) -> dict[str, Any]:
+        _readers_only(principal)
+        size = page_limit(limit)
+        store = services.store
+        with store.views.read() as tx:
+            return feed_page(store.ledger.recorder, store.ledger.mapper, tx, after or 0, size)
+
+
+class AggregateController(Controller):
+    path = "/v1/aggregates"
+    tags = ["audit"]
+
+    @get("/{type_name:str}/{key:str}", sync_to_thread=True, summary="An aggregate, then or now")
+    def read(
+        self,
+        type_name: Annotated[str, PathParameter(max_length=TYPE_NAME_LENGTH_MAX)],
+        key: KeyPath,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        min_position: MinPosition,
+        version: Annotated[int | None, QueryParameter(ge=1, required=False)] = None,
+        as_of: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
+    ) -> dict[str, Any]:
+        _readers_only(principal)
+        at = None if as_of is None else parse_time(as_of, "as_of")
+        services.await_view("time_index", min_position)
+        store = services.store
+        with store.views.read() as tx:
+            return aggregate_at(store, tx, type_name, key, version, at)
+
+    @get("/{type_name:str}/{key:str}/events", sync_to_thread=True, summary="Its stream")
+    def events(
+        self,
+        type_name: Annotated[str, PathParameter(max_length=TYPE_NAME_LENGTH_MAX)],
+        key: KeyPath,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        limit: Limit,
+        after_version: Annotated[int | None, QueryParameter(ge=0, required=False)] = None,
+    ) -> dict[str, Any]:
+        _readers_only(principal)
+        size = min(page_limit(limit), EVENTS_PER_PAGE_MAX)
+        store = services.store
+        with store.views.read() as tx:
+            return aggregate_events(store, tx, type_name, key, after_version or 0, size)

@@ -1,0 +1,439 @@
+"""Verification of a store: the chain, its signed checkpoints, the ledger, the read models.
+
+One run (``siyu verify``, or the server's background run) checks, reading only:
+
+1. the chain: every stored event is hashed again from the genesis, in position order,
+   and compared with the persisted ``audit_chain``. A chained position missing from
+   the log is a deleted event; an event at a chained position whose hash differs was
+   edited or moved (a swap shows at the smaller position); an event the chain never
+   saw below its head was inserted. The first divergence is reported (after it, every
+   recomputed hash differs by construction).
+2. the checkpoints: each signature with the install's public key, and each signed
+   hash against the persisted chain (a chain table rewritten to match edited events
+   fails here unless the signing key was stolen too: keep digests outside).
+3. the ledger: every event that carries ``postings`` of (account, asset, amount)
+   sums to zero per asset, and so does the trial balance over all of them.
+4. the read models: every projection is rebuilt from zero into a side build, up to
+   the position the live views are at (read from one snapshot), and compared row for
+   row; the first bad row is named by its ``position`` column when the table has one.
+
+``first_bad_position`` is the smallest position any check names.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from eventsourcing.persistence import Notification
+
+from domain.clock import Clock, system_clock
+from projections.chain import (
+    CHAIN_TABLE,
+    GENESIS,
+    Checkpoint,
+    all_checkpoints,
+    chain_hashes,
+    hash_of,
+    key_id_of,
+    signature_valid,
+)
+from projections.compare import (
+    build_until,
+    diff_tables,
+    fresh_projections,
+    open_side,
+    read_build,
+    remove_side,
+    unique_side_target,
+)
+from projections.store import Store
+
+log = logging.getLogger("siyu.verify")
+
+PAGE_SIZE = 1000
+FINDINGS_MAX = 100
+VERIFY_INTERVAL_S_DEFAULT = 3600.0
+
+Progress = Callable[[str, int, int], None]
+StopFlag = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Finding:
+    position: int
+    check: str  # chain, checkpoint, postings, trial_balance, view, rebuild
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.check} at position {self.position}: {self.detail}"
+
+
+@dataclass
+class Report:
+    at: str
+    checked: int = 0
+    head: int = 0
+    chain_head: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    complete: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings and self.complete
+
+    @property
+    def first_bad_position(self) -> int | None:
+        return min((f.position for f in self.findings), default=None)
+
+    def add(self, position: int, check: str, detail: str) -> None:
+        if len(self.findings) < FINDINGS_MAX:
+            self.findings.append(Finding(position, check, detail))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "first_bad_position": self.first_bad_position,
+            "at": self.at,
+            "head": self.head,
+            "chain_head": self.chain_head,
+            "findings": [
+                {"position": f.position, "check": f.check, "detail": f.detail}
+                for f in self.findings
+            ],
+            "notes": list(self.notes),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# -- ledger invariants ------------------------------------------------------------------
+
+
+def postings_of(state: dict[str, Any]) -> list[tuple[str, str, int]] | None:
+    """The (account, asset, amount) items of an event, if it carries postings."""
+    raw = state.get("postings")
+    if raw is None:
+        return None
+    items: list[tuple[str, str, int]] = []
+    for item in raw:
+        if isinstance(item, dict):
+            items.append((str(item["account"]), str(item["asset"]), int(item["amount"])))
+        else:
+            account, asset, amount = item
+            items.append((str(account), str(asset), int(amount)))
+    return items
+
+
+class _Ledger:
+    """Per-event balance and the running trial balance per asset."""
+
+    def __init__(self, store: Store, report: Report) -> None:
+        self._mapper: Any = store.ledger.mapper
+        self._report = report
+        self.trial: dict[str, int] = defaultdict(int)
+        self.events = 0
+
+    def check(self, n: Notification) -> None:
+        state_bytes = bytes(n.state)
+        if b'"postings"' not in state_bytes:
+            return
+        try:
+            _cls, state = self._mapper.decode_state(n)
+            postings = postings_of(state)
+        except Exception as e:  # an unreadable event is itself a finding
+            self._report.add(n.id, "postings", f"cannot read postings: {type(e).__name__}: {e}")
+            return
+        if postings is None:
+            return
+        self.events += 1
+        sums: dict[str, int] = defaultdict(int)
+        for _account, asset, amount in postings:
+            sums[asset] += amount
+            self.trial[asset] += amount
+        unbalanced = {asset: total for asset, total in sums.items() if total != 0}
+        if unbalanced:
+            self._report.add(n.id, "postings", f"postings do not sum to zero: {unbalanced}")
+
+    def finish(self, last_position: int) -> None:
+        unbalanced = {asset: total for asset, total in self.trial.items() if total != 0}
+        if unbalanced:
+            self._report.add(last_position, "trial_balance", f"not zero: {unbalanced}")
+        if self.events:
+            self._report.notes.append(f"{self.events} events with postings; trial balance zero")
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+class Verifier:
+    def __init__(
+        self, store: Store, public_key: Ed25519PublicKey | None, clock: Clock = system_clock
+    ) -> None:
+        self.store = store
+        self.public_key = public_key
+        self.clock = clock
+
+    def run(
+        self,
+        *,
+        views: bool = True,
+        on_progress: Progress | None = None,
+        should_stop: StopFlag = lambda: False,
+    ) -> Report:
+        started = time.monotonic()
+        report = Report(at=self.clock().isoformat())
+        report.head = self.store.head
+        self._chain(report, on_progress, should_stop)
+        self._checkpoints(report)
+        if views and not should_stop():
+            self._views(report, on_progress, should_stop)
+        if should_stop():
+            report.complete = False
+            report.notes.append("stopped before the end")
+        report.seconds = time.monotonic() - started
+        return report
+
+    # 1 and 3: the chain and the ledger, in one pass over the log
+
+    def _events(self) -> Iterator[Notification]:
+        recorder = self.store.ledger.recorder
+        start = 0
+        while True:
+            page = recorder.select_notifications(start, PAGE_SIZE, inclusive_of_start=False)
+            yield from page
+            if len(page) < PAGE_SIZE:
+                return
+            start = page[-1].id
+
+    def _chain_rows(self) -> Iterator[tuple[int, str]]:
+        after = 0
+        while True:
+            with self.store.views.read() as tx:
+                rows = tx.fetchall(
+                    f"SELECT position, hash FROM {CHAIN_TABLE} WHERE position > ? "
+                    "ORDER BY position LIMIT ?",
+                    (after, PAGE_SIZE),
+                )
+            yield from ((int(p), str(h)) for p, h in rows)
+            if len(rows) < PAGE_SIZE:
+                return
+            after = int(rows[-1][0])
+
+    def _chain(self, report: Report, on_progress: Progress | None, should_stop: StopFlag) -> None:
+        with self.store.views.read() as tx:
+            row = tx.fetchone(f"SELECT MAX(position) FROM {CHAIN_TABLE}")
+        report.chain_head = int(row[0]) if row is not None and row[0] is not None else 0
+        ledger = _Ledger(self.store, report)
+        rows = self._chain_rows()
+        persisted = next(rows, None)
+        prev = GENESIS
+        diverged = False
+        last = 0
+
+        def diverge(position: int, detail: str) -> None:
+            nonlocal diverged
+            if not diverged:
+                report.add(position, "chain", detail)
+                diverged = True
+
+        for n in self._events():
+            if should_stop():
+                return
+            while persisted is not None and persisted[0] < n.id:
+                diverge(persisted[0], "a chained event is missing from the log (deleted)")
+                persisted = next(rows, None)
+            prev = hash_of(prev, n.id, n)
+            if persisted is not None and persisted[0] == n.id:
+                if persisted[1] != prev.hex():
+                    diverge(n.id, "the event differs from the one chained (edited or moved)")
+                persisted = next(rows, None)
+            elif n.id <= report.chain_head:
+                diverge(n.id, "an event the chain never saw (inserted)")
+            ledger.check(n)
+            report.checked += 1
+            last = n.id
+            if on_progress is not None and report.checked % PAGE_SIZE == 0:
+                on_progress("chain", n.id, report.head)
+        while persisted is not None:
+            # past the events read: deleted, unless written since the run began
+            if persisted[0] <= report.head or not self._exists(persisted[0]):
+                diverge(persisted[0], "a chained event is missing from the log (deleted)")
+            persisted = next(rows, None)
+        ledger.finish(last)
+        if on_progress is not None:
+            on_progress("chain", last, report.head)
+        if report.head > report.chain_head:
+            report.notes.append(
+                f"events after {report.chain_head} are not chained yet (head {report.head})"
+            )
+
+    # 2: the signed checkpoints
+
+    def _checkpoints(self, report: Report) -> None:
+        with self.store.views.read() as tx:
+            checkpoints = all_checkpoints(tx)
+            persisted = chain_hashes(tx, [c.position for c in checkpoints])
+        if not checkpoints:
+            report.notes.append("no signed checkpoint yet")
+            return
+        if self.public_key is None:
+            report.notes.append("no public key: checkpoint signatures not checked")
+        good_before = 0
+        for c in checkpoints:
+            problem = self._checkpoint_problem(c, persisted.get(c.position))
+            if problem is None:
+                good_before = c.position
+                continue
+            position = c.position if problem.startswith("signature") else good_before + 1
+            report.add(position, "checkpoint", f"checkpoint at {c.position}: {problem}")
+        report.notes.append(f"{len(checkpoints)} signed checkpoints, last at {good_before}")
+
+    def _checkpoint_problem(self, c: Checkpoint, persisted_hash: str | None) -> str | None:
+        if self.public_key is not None:
+            if c.key_id != key_id_of(self.public_key):
+                return f"signature by an unknown key {c.key_id}"
+            if not signature_valid(self.public_key, c):
+                return "signature invalid"
+        if persisted_hash is None:
+            return "its position is no longer chained (chain rows deleted)"
+        if persisted_hash != c.hash:
+            return "the chain was rewritten after it was signed"
+        return None
+
+    # 4: the read models against a rebuild from zero
+
+    def _views(self, report: Report, on_progress: Progress | None, should_stop: StopFlag) -> None:
+        projections = fresh_projections(self.store)
+        target = unique_side_target(self.store, "verify")
+        side = open_side(self.store, target, projections)
+        try:
+            live_positions, live_tables = read_build(self.store.views, projections)
+            if not live_positions:
+                return
+            until = min(live_positions.values())
+            if len(set(live_positions.values())) > 1:
+                report.notes.append(f"live views at different positions: {live_positions}")
+
+            def progress(p: Any) -> None:
+                if on_progress is not None:
+                    on_progress("rebuild", p.position, until)
+
+            try:
+                reached = build_until(side, until, should_stop, progress)
+            except Exception as e:
+                failed_at = self._next_position(side.position())
+                report.add(failed_at, "rebuild", f"rebuild failed: {type(e).__name__}: {e}")
+                return
+            if should_stop():
+                # e.g. the server is shutting down: a half-built side store proves nothing
+                report.notes.append("interrupted before the read models were compared")
+                return
+            if reached < until:
+                # the log ends before the live views: events were deleted after projection
+                report.add(reached + 1, "rebuild", f"the log ends at {reached}, views at {until}")
+            _, side_tables = read_build(side.views, projections)
+            compared = {
+                t: v
+                for p in projections
+                if live_positions.get(p.name) == until
+                for t, v in live_tables.items()
+                if t in p.tables
+            }
+            for difference in diff_tables(compared, side_tables):
+                position = difference.first_position
+                detail = "; ".join(difference.lines(rows_max=3))
+                report.add(until if position is None else position, "view", detail)
+            report.notes.append(f"read models rebuilt from zero up to {until} and compared")
+        finally:
+            remove_side(side)
+
+    def _exists(self, position: int) -> bool:
+        page = self.store.ledger.recorder.select_notifications(position, 1)
+        return bool(page) and page[0].id == position
+
+    def _next_position(self, after: int) -> int:
+        page = self.store.ledger.recorder.select_notifications(after, 1, inclusive_of_start=False)
+        return page[0].id if page else after + 1
+
+
+# -- the server's background verification -----------------------------------------------
+
+
+class VerificationWatch:
+    """Runs a verification at start and every ``interval_s``; keeps the latest report."""
+
+    def __init__(
+        self,
+        store: Store,
+        public_key: Ed25519PublicKey | None,
+        interval_s: float = VERIFY_INTERVAL_S_DEFAULT,
+        clock: Clock = system_clock,
+    ) -> None:
+        assert interval_s > 0
+        self.verifier = Verifier(store, public_key, clock)
+        self.interval_s = interval_s
+        self.latest: Report | None = None
+        self.last_error: str | None = None
+        self._run_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._run_lock.locked()
+
+    def run_now(self) -> Report:
+        with self._run_lock:
+            report = self.verifier.run(should_stop=self._stop.is_set)
+            if report.complete:
+                self.latest = report
+            if not report.ok:
+                log.error(
+                    "verification failed: first_bad_position=%s %s",
+                    report.first_bad_position,
+                    [f.line() for f in report.findings[:5]],
+                )
+            return report
+
+    def start(self) -> None:
+        assert self._thread is None
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="verification", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_now()
+                self.last_error = None
+            except Exception as e:  # keep the server up; the error shows at /v1/audit/verify
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.exception("verification run failed")
+            self._stop.wait(self.interval_s)
+
+    def status(self) -> dict[str, Any]:
+        if self.latest is None:
+            return {
+                "ok": None,
+                "checked": 0,
+                "first_bad_position": None,
+                "at": None,
+                "running": self.running,
+                "error": self.last_error,
+            }
+        return {**self.latest.as_dict(), "running": self.running, "error": self.last_error}

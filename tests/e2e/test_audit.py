@@ -1,0 +1,408 @@
+"""Audit and investigation on SQLite and PostgreSQL: the chain and ``siyu verify`` against
+real tampering (SQL on the events table and on a view), the feed, time travel, digests,
+replay as of a time and diff, the access log, and the auditor's read-only role."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from projections.database import parse_database_url
+from projections.store import Store
+from tests.e2e.client import Api, running_api
+from tests.e2e.flows import Channel, build_channel, consumer, outer
+from tests.e2e.test_cli import cli_env, run_cli
+
+PHONE = "13912345678"
+SCAN_LAT, SCAN_LNG = 31.2222, 121.4581  # a consumer's exact location: personal
+CHECKPOINT_EVERY = 10
+
+
+@contextmanager
+def audited_api(database_url: str) -> Iterator[Api]:
+    with running_api(database_url, audit_checkpoint_every=CHECKPOINT_EVERY) as api:
+        yield api
+
+
+def populate(api: Api) -> tuple[Channel, datetime]:
+    """A realistic log: channel, codes, logistics, scans with a phone and a location."""
+    ch = build_channel(api, units=4, cases=1)
+    codes = [outer(ch, i) for i in range(len(ch.units))]
+    assert ch.move("factory", "commission", codes + ch.cases).status_code == 200
+    time.sleep(0.01)
+    before_shipping = datetime.now(tz=UTC)
+    time.sleep(0.01)
+    unit, case = codes[3], ch.cases[0]
+    assert ch.move("factory", "pack", codes[:3], parent=case).status_code == 200
+    for who, action, extra in [
+        ("hq", "ship", {"to": "D-SH"}),
+        ("D-SH", "receive", {}),
+        ("D-SH", "ship", {"to": "S-SH"}),
+        ("S-SH", "receive", {}),
+    ]:
+        assert ch.move(who, action, [case, unit], **extra).status_code == 200
+    body = {
+        "scan_id": "scan-1",
+        "code": consumer(ch, 3),
+        "member": {"external_id": "m-1", "phone": PHONE},
+        "location": {"lat": SCAN_LAT, "lng": SCAN_LNG},
+    }
+    response = api.post("/v1/scans", body, token=ch.tokens["gateway"])
+    assert response.status_code == 200, response.text
+    assert response.json()["outcome"] == "first_scan"
+    settle(api)
+    return ch, before_shipping
+
+
+def settle(api: Api) -> None:
+    assert api.store is not None
+    api.store.engine.catch_up()
+
+
+def verify_now(api: Api, token: str) -> dict[str, Any]:
+    response = api.post("/v1/audit/verifications", {})
+    assert response.status_code == 200, response.text
+    got = api.get("/v1/audit/verify", token=token, fresh=False)
+    assert got.status_code == 200, got.text
+    return dict(got.json())
+
+
+def cli_verify(database_url: str, cwd: Path) -> tuple[int, str]:
+    done = run_cli(["verify"], cli_env(database_url), cwd)
+    lines = done.stdout.strip().splitlines()
+    assert lines, done.stderr
+    return done.returncode, lines[-1]
+
+
+# -- tampering: SQL straight on the events table and on a view ----------------------------
+
+
+class Tamperer:
+    def __init__(self, store: Store) -> None:
+        self.database = parse_database_url(store.database.url)
+        self.table = store.ledger.recorder.events_table_name  # type: ignore[attr-defined]
+        self.sqlite = self.database.is_sqlite
+        self.key = "rowid" if self.sqlite else "notification_id"
+
+    @contextmanager
+    def events(self) -> Iterator[Callable[..., list[tuple[Any, ...]]]]:
+        if self.sqlite:
+            assert self.database.sqlite_path is not None
+            conn = sqlite3.connect(self.database.sqlite_path, timeout=30)
+            try:
+                yield lambda sql, *p: conn.execute(sql, p).fetchall()
+                conn.commit()
+            finally:
+                conn.close()
+            return
+        import psycopg
+
+        with psycopg.connect(self.database.psycopg_conninfo(), autocommit=False) as pg:
+            yield lambda sql, *p: _pg_rows(pg.execute(sql.replace("?", "%s"), p))
+            pg.commit()
+
+    @contextmanager
+    def views(self) -> Iterator[Callable[..., list[tuple[Any, ...]]]]:
+        if self.sqlite:
+            conn = sqlite3.connect(self.database.views_path, timeout=30)
+            try:
+                yield lambda sql, *p: conn.execute(sql, p).fetchall()
+                conn.commit()
+            finally:
+                conn.close()
+            return
+        import psycopg
+
+        with psycopg.connect(self.database.psycopg_conninfo(), autocommit=False) as pg:
+            pg.execute(f'SET search_path TO "{self.database.views_schema}"')
+            yield lambda sql, *p: _pg_rows(pg.execute(sql.replace("?", "%s"), p))
+            pg.commit()
+
+    def row(self, position: int) -> tuple[Any, ...]:
+        with self.events() as sql:
+            rows = sql(
+                f"SELECT originator_id, originator_version, topic, state FROM {self.table} "
+                f"WHERE {self.key} = ?",
+                position,
+            )
+        assert rows, position
+        return rows[0]
+
+    def edit(self, position: int, old: bytes, new: bytes) -> Callable[[], None]:
+        state = bytes(self.row(position)[3])
+        assert old in state, state
+        with self.events() as sql:
+            sql(
+                f"UPDATE {self.table} SET state = ? WHERE {self.key} = ?",
+                state.replace(old, new),
+                position,
+            )
+
+        def restore() -> None:
+            with self.events() as sql:
+                sql(f"UPDATE {self.table} SET state = ? WHERE {self.key} = ?", state, position)
+
+        return restore
+
+    def delete(self, position: int) -> Callable[[], None]:
+        row = self.row(position)
+        with self.events() as sql:
+            sql(f"DELETE FROM {self.table} WHERE {self.key} = ?", position)
+
+        def restore() -> None:
+            with self.events() as sql:
+                sql(
+                    f"INSERT INTO {self.table} ({self.key}, originator_id, originator_version, "
+                    "topic, state) VALUES (?, ?, ?, ?, ?)",
+                    position,
+                    *row,
+                )
+
+        return restore
+
+    def swap(self, a: int, b: int) -> Callable[[], None]:
+        def exchange() -> None:
+            with self.events() as sql:
+                sql(f"UPDATE {self.table} SET {self.key} = ? WHERE {self.key} = ?", -a, a)
+                sql(f"UPDATE {self.table} SET {self.key} = ? WHERE {self.key} = ?", a, b)
+                sql(f"UPDATE {self.table} SET {self.key} = ? WHERE {self.key} = ?", b, -a)
+
+        exchange()
+        return exchange
+
+    def edit_view(self, code: str) -> tuple[int, Callable[[], None]]:
+        with self.views() as sql:
+            name, position = sql("SELECT name, position FROM partners WHERE code = ?", code)[0]
+            sql("UPDATE partners SET name = ? WHERE code = ?", "forged name", code)
+
+        def restore() -> None:
+            with self.views() as sql:
+                sql("UPDATE partners SET name = ? WHERE code = ?", name, code)
+
+        return int(position), restore
+
+
+def _pg_rows(cursor: Any) -> list[tuple[Any, ...]]:
+    return list(cursor.fetchall()) if cursor.description else []
+
+
+def position_of_topic(api: Api, topic: str, containing: str = "") -> int:
+    after = 0
+    while True:
+        page = api.get("/v1/events", fresh=False, after=after, limit=1000).json()
+        for item in page["items"]:
+            if item["type"] == topic and containing in json.dumps(item["data"]):
+                return int(item["position"])
+        if page["next"] is None:
+            raise AssertionError(f"no {topic} event")
+        after = page["next"]
+
+
+# -- the tests ------------------------------------------------------------------------------
+
+
+def test_tampering_is_detected_and_named_by_cli_and_endpoint(
+    database_url: str, tmp_path: Path
+) -> None:
+    with audited_api(database_url) as api:
+        ch, _ = populate(api)
+        auditor = ch.tokens["auditor"]
+        assert api.store is not None
+        head = api.store.head
+        honest = verify_now(api, auditor)
+        assert honest["ok"] is True, honest
+        assert honest["checked"] == head and honest["first_bad_position"] is None
+        # every read model was rebuilt from zero and equals the live one, row for row
+        assert any("rebuilt from zero" in note for note in honest["notes"]), honest
+        assert cli_verify(database_url, tmp_path) == (0, "ok")
+
+        tamper = Tamperer(api.store)
+        registered = position_of_topic(api, "siyu.Partner.Registered", "D-BJ")
+        middle = head // 2
+        cases: list[tuple[str, Callable[[], tuple[int, Callable[[], None]]]]] = [
+            ("edit", lambda: (registered, tamper.edit(registered, b"dealer D-BJ", b"dealer D-XX"))),
+            ("delete", lambda: (middle, tamper.delete(middle))),
+            ("swap", lambda: (middle, tamper.swap(middle, middle + 3))),
+            ("view", lambda: tamper.edit_view("D-SH")),
+        ]
+        for label, make in cases:
+            expected, restore = make()
+            status = verify_now(api, auditor)
+            assert status["ok"] is False, (label, status)
+            assert status["first_bad_position"] == expected, (label, status)
+            code, last = cli_verify(database_url, tmp_path)
+            assert (code, last) == (1, f"first_bad_position={expected}"), label
+            restore()
+        assert verify_now(api, auditor)["ok"] is True
+        # Edit again and keep it: a server started on this store still starts and reports it.
+        tamper.edit(registered, b"dealer D-BJ", b"dealer D-XX")
+
+    with audited_api(database_url) as api:
+        deadline = time.monotonic() + 30
+        status = {}
+        while time.monotonic() < deadline:
+            status = api.get("/v1/audit/verify", fresh=False).json()
+            if status["at"] is not None and not status["running"]:
+                break
+            time.sleep(0.1)
+        assert status["ok"] is False and status["first_bad_position"] == registered, status
+        assert api.get("/health").status_code == 200
+
+
+def test_feed_time_travel_digest_and_access_log(database_url: str, tmp_path: Path) -> None:
+    with audited_api(database_url) as api:
+        ch, before_shipping = populate(api)
+        auditor = ch.tokens["auditor"]
+        items = check_feed(api, ch)
+        then = check_time_travel(api, ch, before_shipping)
+        check_digest(api, ch, items)
+        check_access_log(api, ch)
+        assert api.get("/v1/events", token=ch.tokens["D-SH"]).status_code == 403
+        assert api.get("/v1/events", token=auditor, limit=0).status_code == 400
+        settle(api)
+
+    # replay as of a time into a side store, and diff it against the live views
+    env = cli_env(database_url)
+    full = run_cli(["replay"], env, tmp_path)
+    assert full.returncode == 0, full.stdout + full.stderr
+    same = run_cli(["diff"], env, tmp_path)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert same.stdout.strip().splitlines()[-1] == "equal"
+    earlier = run_cli(["replay", "--until", before_shipping.isoformat()], env, tmp_path)
+    assert earlier.returncode == 0, earlier.stdout + earlier.stderr
+    assert f"up to position {then['as_of_position']}" in earlier.stdout
+    different = run_cli(["diff", "--projection", "trace"], env, tmp_path)
+    assert different.returncode == 1, different.stdout + different.stderr
+    assert "trace_codes: DIFFERENT" in different.stdout
+
+
+def check_feed(api: Api, ch: Channel) -> list[dict[str, Any]]:
+    """The feed pages by position and never shows personal data in clear."""
+    assert api.store is not None
+    head = api.store.head
+    items: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        response = api.get(
+            "/v1/events", token=ch.tokens["auditor"], fresh=False, after=after, limit=7
+        )
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page["items"]) <= 7
+        items += page["items"]
+        if page["next"] is None:
+            break
+        after = page["next"]
+    assert [i["position"] for i in items] == sorted({i["position"] for i in items})
+    assert items[-1]["position"] == head and len(items) == head
+    assert all(re.fullmatch(r"[0-9a-f]{64}", i["hash"]) for i in items)
+    assert {"position", "aggregate_id", "version", "type", "at", "data", "hash"} <= set(items[0])
+    text = json.dumps(items)
+    for secret in (PHONE, PHONE[-4:] + '"', str(SCAN_LAT), str(SCAN_LNG), "enc1:"):
+        assert secret not in text, secret
+    joined = next(i for i in items if i["type"] == "siyu.Member.Joined")
+    assert joined["data"]["phone"] == "[personal]"
+    scanned = next(i for i in items if i["type"] == "siyu.Unit.Scanned")
+    assert scanned["data"]["lat"] == "[personal]" and scanned["data"]["lng"] == "[personal]"
+    return items
+
+
+def check_time_travel(api: Api, ch: Channel, before_shipping: datetime) -> dict[str, Any]:
+    """A unit then and now, by version and by time; a member, masked; a stream."""
+    auditor = ch.tokens["auditor"]
+    code = outer(ch, 3)
+    now = api.get(f"/v1/aggregates/Unit/{code}", token=auditor)
+    assert now.status_code == 200, now.text
+    assert now.json()["state"]["owner"] == "S-SH"
+    assert now.json()["state"]["last_fix"] is None  # built from redacted coordinates
+    first = api.get(f"/v1/aggregates/Unit/{code}", token=auditor, version=1).json()
+    assert first["version"] == 1 and first["state"]["owner"] == "HQ"
+    then: dict[str, Any] = api.get(
+        f"/v1/aggregates/Unit/{code}", token=auditor, as_of=before_shipping.isoformat()
+    ).json()
+    assert then["state"]["owner"] == "HQ" and then["state"]["state"] == "in_stock", then
+    assert then["as_of_position"] < now.json()["position"]
+    member = api.get("/v1/aggregates/Member/m-1", token=auditor).json()
+    assert member["state"]["phone"] == "[personal]" and PHONE not in json.dumps(member)
+    stream = api.get(f"/v1/aggregates/Unit/{code}/events", token=auditor).json()
+    assert [e["version"] for e in stream["items"]] == list(range(1, len(stream["items"]) + 1))
+    assert stream["items"][-1]["position"] == now.json()["position"]
+    assert api.get(f"/v1/aggregates/Case/{code}", token=auditor).status_code == 404
+    assert api.get("/v1/aggregates/Unit/nope", token=auditor).status_code == 404
+    assert api.get(f"/v1/aggregates/Unit/{code}", token=ch.tokens["S-SH"]).status_code == 403
+    bad_time = api.get(f"/v1/aggregates/Unit/{code}", token=auditor, as_of="yesterday")
+    assert bad_time.status_code in (400, 422), bad_time.text
+    return then
+
+
+def check_digest(api: Api, ch: Channel, items: list[dict[str, Any]]) -> None:
+    """An auditor checks the latest digest's signature outside the system."""
+    auditor = ch.tokens["auditor"]
+    key = api.get("/v1/audit/public-key", token=auditor).json()
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(key["public_key"]))
+    digest = api.get("/v1/audit/digest", token=auditor, head="true").json()
+    assert digest["position"] == items[-1]["position"] and digest["key_id"] == key["key_id"]
+    message = "\n".join(
+        [
+            "siyu-ledger/chain-checkpoint/v1",
+            str(digest["position"]),
+            str(digest["seq"]),
+            digest["hash"],
+            digest["signed_at"],
+        ]
+    )
+    public.verify(base64.b64decode(digest["signature"]), message.encode())
+    assert digest["hash"] == items[-1]["hash"]
+    assert api.get("/v1/audit/digest", token=ch.tokens["D-SH"]).status_code == 403
+
+
+def check_access_log(api: Api, ch: Channel) -> None:
+    """Reads of partner and member data by an auditor are logged, and queryable."""
+    auditor = ch.tokens["auditor"]
+    assert api.get("/v1/partners/D-SH", token=auditor).status_code == 200
+    reads = api.get("/v1/audit/reads", token=auditor, role="auditor", limit=1000).json()
+    paths = [(r["path"], r["partner"], r["status"]) for r in reads["items"]]
+    assert ("/v1/partners/D-SH", "HQ", 200) in paths
+    assert ("/v1/aggregates/Member/m-1", "HQ", 200) in paths
+    assert any(p == "/v1/events" for p, _, _ in paths)
+    assert all(r["at"] and r["role"] == "auditor" and r["token_id"] for r in reads["items"])
+    assert api.get("/v1/audit/reads", token=ch.tokens["D-SH"]).status_code == 403
+    before = len(reads["items"])
+    assert api.get("/v1/partners/D-SH", token=ch.tokens["D-SH"]).status_code == 200
+    again = api.get("/v1/audit/reads", token=auditor, role="auditor", limit=1000).json()
+    assert len(again["items"]) == before  # a dealer's read is not an HQ or auditor read
+
+
+def test_the_auditor_is_read_only_everywhere(database_url: str) -> None:
+    with audited_api(database_url) as api:
+        auditor = api.token("HQ", "auditor")
+        head = api.head()
+        routes = [
+            (path, method)
+            for route in api.http.app.routes
+            for method in getattr(route, "methods", ())
+            if method in {"POST", "PUT", "PATCH", "DELETE"}
+            for path in [route.path]
+        ]
+        assert len(routes) >= 5
+        for path, method in routes:
+            concrete = re.sub(r"\{[^}:]+:uuid\}", str(uuid.uuid4()), path)
+            concrete = re.sub(r"\{[^}:]+:int\}", "1", concrete)
+            concrete = re.sub(r"\{[^}]+\}", "X", concrete)
+            response = api.http.request(
+                method, concrete, json={}, headers={"Authorization": f"Bearer {auditor}"}
+            )
+            assert response.status_code == 403, (method, path, response.text)
+        assert api.head() == head, "an auditor writes nothing"
+        assert api.get("/v1/partners/HQ", token=auditor).status_code == 200

@@ -3,42 +3,87 @@
 A personal field is stored as ``enc1:<base64(nonce | AES-256-GCM ciphertext)>`` with
 the member id as associated data. Destroying a member's key (``forget``) leaves
 every copy of those fields unreadable: they decode as null.
+
+Across processes (several API processes, workers, the relay on one database), each
+process caches keys for at most ``cache_ttl_s``: a forget made elsewhere takes effect
+here within that time, and a miss (no key) is looked up again after it too. A
+forgotten member who comes back gets a new key under the same subject; what the old
+key sealed fails authentication under the new one and decodes as null as well.
+
+Blind index: an event class may name ``blind_index_fields`` (Member.Joined: phone).
+Encrypting such a field also records HMAC(server secret, normalised value) ->
+subject in ``siyu_blind_index``, so HQ can find a member by phone without a clear
+phone anywhere. ``forget`` deletes the subject's key and its index rows in one
+transaction (docs/decisions/crypto-shredding.md).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import logging
 import os
+import secrets
 import threading
+import time
 from typing import Any
 
 import msgspec
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEYS_TABLE = "siyu_member_keys"
+BLIND_INDEX_TABLE = "siyu_blind_index"
+BLIND_KEY_SECRET = "blind-index-key"
+SECRETS_TABLE = "siyu_secrets"  # projections.store.SECRETS_TABLE (which imports this module)
 PREFIX = "enc1:"
 NONCE_BYTES = 12
+KEY_CACHE_TTL_S = 2.0
 
+log = logging.getLogger("siyu.keyring")
 _json = msgspec.json.Encoder()
 _unjson = msgspec.json.Decoder()
+
+
+def normalise_for_index(value: Any) -> str:
+    """One form per phone: digits only, without China's country code (+86 / 0086)."""
+    text = "".join(ch for ch in str(value) if ch.isalnum()).lower()
+    if text.isdigit():
+        for code in ("0086", "86"):
+            rest = text.removeprefix(code)
+            if rest != text and len(rest) == 11 and rest.startswith("1"):
+                return rest
+    return text
 
 
 class MemberKeyring:
     """Implements domain.encoding.FieldCipher over a key table in the event database."""
 
-    def __init__(self, datastore: Any, is_sqlite: bool) -> None:
+    def __init__(
+        self, datastore: Any, is_sqlite: bool, cache_ttl_s: float = KEY_CACHE_TTL_S
+    ) -> None:
         self._datastore = datastore
         self._sqlite = is_sqlite
-        self._keys: dict[str, AESGCM | None] = {}
+        self.cache_ttl_s = cache_ttl_s
+        self._keys: dict[str, tuple[AESGCM | None, float]] = {}
         self._lock = threading.Lock()
+        self._blind_key: bytes | None = None
         key_type = "BLOB" if is_sqlite else "BYTEA"
         self._sql(
             f"CREATE TABLE IF NOT EXISTS {KEYS_TABLE} "
             f"(subject TEXT PRIMARY KEY, key {key_type} NOT NULL)",
             (),
         )
+        self._sql(
+            f"CREATE TABLE IF NOT EXISTS {BLIND_INDEX_TABLE} (field TEXT NOT NULL, "
+            "blind TEXT NOT NULL, subject TEXT NOT NULL, PRIMARY KEY (field, blind, subject))",
+            (),
+        )
 
-    def _sql(self, sql: str, params: tuple[Any, ...], fetch: bool = False) -> Any:
+    def _sql(
+        self, sql: str, params: tuple[Any, ...], fetch: bool = False, column: str = "key"
+    ) -> Any:
         statement = sql if self._sqlite else sql.replace("?", "%s")
         with self._datastore.transaction(commit=True) as cur:
             cur.execute(statement, params)
@@ -47,12 +92,14 @@ class MemberKeyring:
             row = cur.fetchone()
         if row is None:
             return None
-        return row[0] if self._sqlite else row["key"]
+        return row[0] if self._sqlite else row[column]
 
     def _key(self, subject: str, create: bool) -> AESGCM | None:
         with self._lock:
-            if subject in self._keys:
-                return self._keys[subject]
+            cached = self._keys.get(subject)
+        fresh = cached is not None and time.monotonic() - cached[1] < self.cache_ttl_s
+        if cached is not None and fresh and (cached[0] is not None or not create):
+            return cached[0]
         if create:
             self._sql(
                 f"INSERT INTO {KEYS_TABLE} (subject, key) VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -61,7 +108,7 @@ class MemberKeyring:
         raw = self._sql(f"SELECT key FROM {KEYS_TABLE} WHERE subject = ?", (subject,), True)
         cipher = None if raw is None else AESGCM(bytes(raw))
         with self._lock:
-            self._keys[subject] = cipher
+            self._keys[subject] = (cipher, time.monotonic())
         return cipher
 
     def encrypt_fields(self, event_cls: type, state: dict[str, Any]) -> None:
@@ -78,6 +125,8 @@ class MemberKeyring:
             nonce = os.urandom(NONCE_BYTES)
             sealed = cipher.encrypt(nonce, _json.encode(value), str(subject).encode())
             state[name] = PREFIX + base64.b64encode(nonce + sealed).decode()
+            if name in getattr(event_cls, "blind_index_fields", ()):
+                self._index(name, value, str(subject))
 
     def decrypt_fields(self, event_cls: type, state: dict[str, Any]) -> None:
         subject = state.get(getattr(event_cls, "subject_field", ""))
@@ -90,13 +139,90 @@ class MemberKeyring:
                 state[name] = None  # the key is gone: forgotten for good
                 continue
             blob = base64.b64decode(value[len(PREFIX) :])
-            plain = cipher.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], str(subject).encode())
+            try:
+                plain = cipher.decrypt(
+                    blob[:NONCE_BYTES], blob[NONCE_BYTES:], str(subject).encode()
+                )
+            except InvalidTag:
+                # Sealed by a key destroyed since (the subject was forgotten and came
+                # back with a new key). Tampering with stored bytes is the hash
+                # chain's to detect; here it can only mean "no longer readable".
+                state[name] = None
+                continue
             state[name] = _unjson.decode(plain)
 
+    # -- blind index --------------------------------------------------------------
+
+    def _blind(self, field: str, value: Any) -> str:
+        if self._blind_key is None:
+            self._sql(
+                f"INSERT INTO {SECRETS_TABLE} (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (BLIND_KEY_SECRET, secrets.token_hex(32)),
+            )
+            raw = self._sql(
+                f"SELECT value FROM {SECRETS_TABLE} WHERE name = ?",
+                (BLIND_KEY_SECRET,),
+                True,
+                column="value",
+            )
+            self._blind_key = bytes.fromhex(str(raw))
+        message = f"{field}\x1f{normalise_for_index(value)}".encode()
+        return hmac.new(self._blind_key, message, hashlib.sha256).hexdigest()
+
+    def _index(self, field: str, value: Any, subject: str) -> None:
+        self._sql(
+            f"INSERT INTO {BLIND_INDEX_TABLE} (field, blind, subject) VALUES (?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (field, self._blind(field, value), subject),
+        )
+
+    def lookup(self, field: str, value: Any) -> list[str]:
+        """Subjects whose ``field`` was recorded with this value (callers re-check it)."""
+        statement = f"SELECT subject FROM {BLIND_INDEX_TABLE} WHERE field = ? AND blind = ?"
+        with self._datastore.transaction(commit=False) as cur:
+            cur.execute(
+                statement if self._sqlite else statement.replace("?", "%s"),
+                (field, self._blind(field, value)),
+            )
+            rows = cur.fetchall()
+        return sorted(r[0] if self._sqlite else r["subject"] for r in rows)
+
+    # -- forgetting -----------------------------------------------------------------
+
     def forget(self, subject: str) -> bool:
-        """Destroy the subject's key; True if there was one."""
-        existed = self._sql(f"SELECT key FROM {KEYS_TABLE} WHERE subject = ?", (subject,), True)
-        self._sql(f"DELETE FROM {KEYS_TABLE} WHERE subject = ?", (subject,))
+        """Destroy the subject's key and blind-index rows; True if there was a key.
+
+        SQLite overwrites the deleted rows (secure_delete) and folds the WAL back
+        into the file, so the key's bytes are gone from the files; PostgreSQL keeps
+        dead rows until vacuumed, so the two tables are vacuumed (best effort).
+        Backups and PostgreSQL's WAL archive still hold the key: see
+        docs/decisions/crypto-shredding.md.
+        """
+        with self._datastore.transaction(commit=True) as cur:
+            if self._sqlite:
+                cur.execute("PRAGMA secure_delete = ON", ())
+            p = "?" if self._sqlite else "%s"
+            cur.execute(f"SELECT subject FROM {KEYS_TABLE} WHERE subject = {p}", (subject,))
+            existed = cur.fetchone() is not None
+            cur.execute(f"DELETE FROM {KEYS_TABLE} WHERE subject = {p}", (subject,))
+            cur.execute(f"DELETE FROM {BLIND_INDEX_TABLE} WHERE subject = {p}", (subject,))
         with self._lock:
-            self._keys[subject] = None
-        return existed is not None
+            self._keys[subject] = (None, time.monotonic())
+        self._purge_remnants()
+        return existed
+
+    def _purge_remnants(self) -> None:
+        try:
+            if self._sqlite:
+                with self._datastore.get_connection(commit=True) as conn:
+                    conn.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                return
+            with self._datastore.get_connection() as conn:
+                autocommit = conn.autocommit
+                conn.autocommit = True
+                try:
+                    conn.execute(f"VACUUM {KEYS_TABLE}, {BLIND_INDEX_TABLE}")
+                finally:
+                    conn.autocommit = autocommit
+        except Exception as e:  # the key row is deleted already; this only tidies up
+            log.warning("after forget, could not purge deleted rows: %s", e)

@@ -1,0 +1,333 @@
+"""Crypto-shredding: after ``forget`` a member's personal data is unreadable everywhere,
+while the log, the other members and every read model's replay stay as they were."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import pytest
+
+from domain.members import Member
+from domain.units import Unit
+from projections.access_log import ACCESS_LOG_TABLE
+from projections.event_feed import PERSONAL
+from projections.keyring import BLIND_INDEX_TABLE, KEYS_TABLE, normalise_for_index
+from projections.store import Store
+from tests.e2e.client import Api, running_api
+from tests.e2e.personal_flow import (
+    ALICE,
+    ALICE_PHONE,
+    BOB,
+    BOB_PHONE,
+    LAT,
+    SECRETS_IN_CLEAR,
+    PersonalData,
+    scan_as,
+    with_personal_data,
+)
+from tests.e2e.test_cli import cli_env, run_cli
+
+ALICE_SECRETS = (ALICE_PHONE, "138****5678", "31.230417", "121.473701")
+
+
+def member(store: Store, member_id: str) -> Member:
+    found = store.ledger.repository.get(UUID(member_id))
+    assert isinstance(found, Member)
+    return found
+
+
+def scans_of(store: Store, member_id: str) -> list[Any]:
+    events = []
+    position = 0
+    while batch := store.ledger.recorder.select_notifications(
+        position, 500, inclusive_of_start=False
+    ):
+        position = batch[-1].id
+        for n in batch:
+            if n.topic == Unit.Scanned.TOPIC:
+                event = store.ledger.mapper.to_domain_event(n)
+                if event.member_id == member_id:
+                    events.append(event)
+    return events
+
+
+def raw_key(store: Store, subject: str) -> bytes | None:
+    sql = f"SELECT key FROM {KEYS_TABLE} WHERE subject = " + (
+        "?" if store.database.is_sqlite else "%s"
+    )
+    with store.ledger.recorder.datastore.transaction(commit=False) as cur:  # type: ignore[attr-defined]
+        cur.execute(sql, (subject,))
+        row = cur.fetchone()
+    if row is None:
+        return None
+    return bytes(row[0] if store.database.is_sqlite else row["key"])
+
+
+def sqlite_files(store: Store) -> list[Path]:
+    path = store.database.sqlite_path
+    assert path is not None
+    return [
+        Path(str(p) + suffix)
+        for p in (path, store.database.views_path)
+        for suffix in ("", "-wal", "-journal")
+        if Path(str(p) + suffix).exists()
+    ]
+
+
+def every_stored_row(store: Store, leave_out: frozenset[str] = frozenset()) -> str:
+    """Every row of every table, events and views (both databases on SQLite), as text."""
+    chunks: list[str] = []
+    if store.database.is_sqlite:
+        path = store.database.sqlite_path
+        assert path is not None
+        for file in (path, store.database.views_path):
+            with sqlite3.connect(file) as conn:
+                tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                for (table,) in tables.fetchall():
+                    if table not in leave_out:
+                        rows = conn.execute(f'SELECT * FROM "{table}"').fetchall()
+                        chunks += [repr(r) for r in rows]
+        return "\n".join(chunks)
+    import psycopg
+
+    with psycopg.connect(store.database.psycopg_conninfo(), autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall()
+        for schema, table in tables:
+            if table not in leave_out:
+                for (row,) in conn.execute(f'SELECT t::text FROM "{schema}"."{table}" t'):
+                    chunks.append(row)
+    return "\n".join(chunks)
+
+
+def view_rows(store: Store) -> str:
+    with store.views.read() as tx:
+        texts = []
+        for p in store.engine.projections:
+            for table in p.tables:
+                texts += [repr(r) for r in tx.fetchall(f"SELECT * FROM {table}")]
+    return "\n".join(texts)
+
+
+def replay_equals_live(store: Store, database_url: str, tmp_path: Path) -> None:
+    store.engine.catch_up()
+    target = (
+        str(tmp_path / "side.views.db")
+        if store.database.is_sqlite
+        else f"views_side_{uuid.uuid4().hex[:8]}"
+    )
+    side = Store.open(database_url, views_target=target)
+    try:
+        side.views.drop_everything()
+        side.engine.ensure_schema()
+        side.engine.catch_up(until=store.head)
+        assert side.engine.checksums() == store.engine.checksums()
+    finally:
+        side.close()
+
+
+def forget(api: Api, data: PersonalData, who: str, request_id: str, token: str) -> Any:
+    body = {"request_id": request_id, "reason": "the member asked (PIPL art. 47)"}
+    return api.post(f"/v1/members/{data.members[who]}/forget", body, token=token)
+
+
+def lookup(api: Api, phone: str, token: str) -> Any:
+    return api.get("/v1/members", token=token, phone=phone)
+
+
+def assert_nothing_readable_left(store: Store, alice: str, alice_key: bytes) -> None:
+    # Views and every stored row: no clear personal data, no key, no index entry.
+    # (The access log is left out here: see the test below.)
+    store.engine.catch_up()
+    rows = view_rows(store)
+    stored = every_stored_row(store, leave_out=frozenset({ACCESS_LOG_TABLE}))
+    for secret in ALICE_SECRETS:
+        assert secret not in rows
+        assert secret not in stored
+    assert raw_key(store, alice) is None
+    assert alice_key.hex() not in stored and repr(alice_key) not in stored
+    assert alice.encode() not in _blind_index_subjects(store)
+    if store.database.is_sqlite:  # the key's bytes are gone from the files themselves
+        for file in sqlite_files(store):
+            assert alice_key not in file.read_bytes(), file
+
+
+def alice_comes_back(data: PersonalData, store: Store, database_url: str, tmp_path: Path) -> None:
+    # Alice comes back: the scan works, her new coordinates are sealed with a new
+    # key and readable; what the old key sealed stays unreadable.
+    alice = data.members[ALICE]
+    assert scan_as(data.channel, 2, ALICE, ALICE_PHONE, "s-alice-2") == alice
+    assert [s.lat for s in scans_of(store, alice)] == [None, LAT]
+    fresh = Store.open(database_url)
+    try:
+        assert [s.lat for s in scans_of(fresh, alice)] == [None, LAT]
+        assert member(fresh, alice).phone is None, "the member's phone is not re-recorded"
+    finally:
+        fresh.close()
+    replay_equals_live(store, database_url, tmp_path)
+
+
+def test_forget_makes_the_phone_unreadable_everywhere(database_url: str, tmp_path: Path) -> None:
+    with running_api(database_url) as api:
+        store = api.store
+        assert store is not None
+        data = with_personal_data(api)
+        hq = data.channel.tokens["hq"]
+        alice, bob = data.members[ALICE], data.members[BOB]
+
+        found = lookup(api, "+86 138-1234-5678", hq)
+        assert found.status_code == 200, found.text
+        assert found.json()["items"] == [{"member_id": alice, "phone_masked": "138****5678"}]
+        before = api.get(f"/v1/members/{ALICE}", token=hq).json()
+        assert before["phone_masked"] == "138****5678"
+        for role in ("gateway", "auditor", "D-SH"):
+            assert lookup(api, ALICE_PHONE, data.channel.tokens[role]).status_code == 403
+
+        # A second process on the same database has read (and cached) Alice's key.
+        other = Store.open(database_url)
+        try:
+            other.keyring.cache_ttl_s = 0.3
+            assert member(other, alice).phone == ALICE_PHONE
+            alice_key = raw_key(store, alice)
+            assert alice_key is not None
+
+            assert (
+                forget(api, data, ALICE, "f-1", data.channel.tokens["auditor"]).status_code == 403
+            )
+            unknown = api.post(
+                f"/v1/members/{uuid.uuid4()}/forget", {"request_id": "f-0", "reason": "x"}, token=hq
+            )
+            assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_member"
+            leaky = api.post(
+                f"/v1/members/{alice}/forget",
+                {"request_id": "f-2", "reason": f"phone {ALICE_PHONE}"},
+                token=hq,
+            )
+            assert leaky.status_code == 422 and leaky.json()["errors"][0]["field"] == "reason"
+
+            done = forget(api, data, ALICE, "f-1", hq)
+            assert done.status_code == 200, done.text
+            assert done.json()["member_id"] == alice and done.json()["forgotten"] is True
+            assert forget(api, data, ALICE, "f-1", hq).json() == done.json(), "a repeat"
+
+            # API answers: the phone finds nobody; the member reads without it.
+            assert lookup(api, ALICE_PHONE, hq).json()["items"] == []
+            read = api.get(f"/v1/members/{ALICE}", token=hq)
+            assert read.status_code == 200, read.text
+            assert read.json()["phone_masked"] is None and read.json().get("phone") is None
+            assert lookup(api, BOB_PHONE, hq).json()["items"][0]["member_id"] == bob
+            forgotten = member(store, alice)
+            assert forgotten.phone is None and forgotten.forgotten
+            assert [(s.lat, s.lng) for s in scans_of(store, alice)] == [(None, None)]
+            assert [s.lat for s in scans_of(store, bob)] == [LAT]
+
+            # The other process notices within its cache's lifetime.
+            time.sleep(0.4)
+            assert member(other, alice).phone is None
+            assert [s.lat for s in scans_of(other, alice)] == [None]
+            assert member(other, bob).phone == BOB_PHONE
+        finally:
+            other.close()
+
+        assert_nothing_readable_left(store, alice, alice_key)
+
+        # The feed, where there is one, has nothing in clear either.
+        feed = api.get("/v1/events", token=hq, fresh=False, after=0, limit=1000)
+        if feed.status_code == 200:
+            for secret in ALICE_SECRETS:
+                assert secret not in feed.text
+
+        # The log is untouched: replay of every read model equals the live views.
+        replay_equals_live(store, database_url, tmp_path)
+
+        alice_comes_back(data, store, database_url, tmp_path)
+
+
+def _blind_index_subjects(store: Store) -> bytes:
+    with store.ledger.recorder.datastore.transaction(commit=False) as cur:  # type: ignore[attr-defined]
+        cur.execute(f"SELECT subject FROM {BLIND_INDEX_TABLE}")
+        rows = cur.fetchall()
+    return "\n".join(str(r[0] if store.database.is_sqlite else r["subject"]) for r in rows).encode()
+
+
+def test_siyu_forget_on_the_command_line(database_url: str, tmp_path: Path) -> None:
+    with running_api(database_url) as api:
+        data = with_personal_data(api)
+    env = cli_env(database_url)
+    alice = data.members[ALICE]
+    done = run_cli(["forget", alice, "--reason", "asked in store"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    answer = msgspec.json.decode(done.stdout.strip().splitlines()[-1])
+    assert answer["member_id"] == alice and answer["forgotten"] is True and answer["position"]
+    unknown = run_cli(["forget", str(uuid.uuid4())], env, tmp_path)
+    assert unknown.returncode == 1 and "unknown_member" in unknown.stdout
+    # The events are untouched: the chain, the ledger and every view still verify.
+    verified = run_cli(["verify"], env, tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.strip().splitlines()[-1] == "ok"
+    store = Store.open(database_url)
+    try:
+        assert member(store, alice).phone is None
+        assert member(store, data.members[BOB]).phone == BOB_PHONE
+    finally:
+        store.close()
+
+
+@pytest.mark.nats
+def test_nats_messages_stay_unreadable_after_forget(database_url: str, nats_url: str) -> None:
+    from projections.relay import Relay, RelayConfig
+    from tests.e2e.test_relay import delete_stream, messages, unique
+
+    stream, prefix = unique()
+    config = RelayConfig(nats_url, stream=stream, subject_prefix=prefix)
+    with running_api(database_url) as api:
+        store = api.store
+        assert store is not None
+        data = with_personal_data(api)
+        try:
+            asyncio.run(Relay(store, config).run(once=True))
+            done = forget(api, data, ALICE, "f-nats", data.channel.tokens["hq"])
+            assert done.status_code == 200, done.text
+            asyncio.run(Relay(store, config).run(once=True))
+            found = messages(nats_url, stream)
+            assert len(found) == store.head
+            for m in found:
+                for secret in SECRETS_IN_CLEAR:
+                    assert secret not in m.data.decode()
+            gone = [m for m in found if m.subject == f"{prefix}.member.forgotten"]
+            assert len(gone) == 1
+            assert set(msgspec.json.decode(gone[0].data)["data"]) == {"reason", "by"}
+            # Consumers never got the phone, not even as ciphertext to keep.
+            joined = [msgspec.json.decode(m.data)["data"] for m in found if "joined" in m.subject]
+            assert [d["phone"] for d in joined] == [PERSONAL, PERSONAL]
+        finally:
+            delete_stream(nats_url, stream)
+
+
+def test_blind_index_normalises_phones() -> None:
+    assert normalise_for_index("+86 138-1234-5678") == "13812345678"
+    assert normalise_for_index("008613812345678") == "13812345678"
+    assert normalise_for_index("8612345") == "8612345"
+
+
+def test_no_clear_phone_in_any_byte_of_the_sqlite_files(sqlite_url: str) -> None:
+    with running_api(sqlite_url) as api:
+        store = api.store
+        assert store is not None
+        data = with_personal_data(api)
+        hq = data.channel.tokens["hq"]
+        assert lookup(api, ALICE_PHONE, hq).status_code == 200
+        assert forget(api, data, ALICE, "f-raw", hq).status_code == 200
+        store.engine.catch_up()
+        stored = b"".join(f.read_bytes() for f in sqlite_files(store))
+        for secret in ALICE_SECRETS:
+            assert secret.encode() not in stored, secret

@@ -14,6 +14,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.errors import InvalidInput
+from domain.loyalty import LoyaltyState, earned
 
 EXTERNAL_ID_LENGTH_MAX = 100
 POINTS_LIFETIME = timedelta(days=365)
@@ -33,6 +34,20 @@ def validate_phone(phone: str | None) -> None:
         raise InvalidInput.field("member.phone", "5 to 15 digits")
 
 
+FORGET_REASON_LENGTH_MAX = 200
+
+
+def validate_forget_reason(reason: str) -> None:
+    """A reason is kept for good in the log: it must not itself carry a phone number."""
+    if not 1 <= len(reason) <= FORGET_REASON_LENGTH_MAX:
+        raise InvalidInput.field("reason", f"1 to {FORGET_REASON_LENGTH_MAX} characters")
+    digits_run = 0
+    for ch in reason:
+        digits_run = digits_run + 1 if ch.isdigit() else 0
+        if digits_run >= 5:
+            raise InvalidInput.field("reason", "no phone numbers or other personal data")
+
+
 class Member(Aggregate):
     TOPIC = "siyu.Member"
 
@@ -44,6 +59,7 @@ class Member(Aggregate):
     class Joined(Aggregate.Created):
         TOPIC = "siyu.Member.Joined"
         personal_fields = ("phone",)
+        blind_index_fields = ("phone",)  # HQ finds a member by phone (a keyed hash)
         subject_field = "member_id"
         member_id: str
         channel: str
@@ -85,6 +101,22 @@ class Member(Aggregate):
             assert self.points > 0
             member.points += self.points
             member.growth += self.points
+            earned(member, self)
+
+    class Forgotten(Aggregate.Event):
+        """The member asked to be forgotten (PIPL): their key was destroyed before this.
+
+        Carries no personal data. The history stays (the ledger needs it); every
+        personal field recorded before is unreadable from now on.
+        """
+
+        TOPIC = "siyu.Member.Forgotten"
+        reason: str
+        by: str
+
+        def apply(self, member: Any) -> None:
+            member.phone = None
+            member.forgotten = True
 
     def __init__(
         self, member_id: str, channel: str, region_code: str | None, phone: str | None, by: str
@@ -97,6 +129,9 @@ class Member(Aggregate):
         self.referrer: str | None = None
         self.points = 0
         self.growth = 0
+        self.name: str | None = None
+        self.loyalty = LoyaltyState()
+        self.forgotten = False
 
     @classmethod
     def join(
@@ -147,3 +182,8 @@ class Member(Aggregate):
             expires_at=at + POINTS_LIFETIME,
             by=by,
         )
+
+    def forget(self, reason: str, by: str, at: datetime) -> None:
+        """Record that the member was forgotten; a member may be forgotten again later."""
+        validate_forget_reason(reason)
+        self.trigger_event(self.Forgotten, timestamp=at, reason=reason, by=by)

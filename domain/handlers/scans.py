@@ -10,6 +10,7 @@ from domain.catalog import Product
 from domain.channel import Partner, PartnerKind
 from domain.codes import CodeKind
 from domain.errors import BusinessRuleBroken, InvalidInput, NotFound
+from domain.handlers.members import loyalty_on_first_scan
 from domain.identity import case_id, keyed_id, partner_id, product_id, unit_id
 from domain.ledger import Ledger, Outcome, RequestKey, UnitOfWork
 from domain.logistics import batch_of, whereabouts
@@ -164,9 +165,16 @@ def _consumer_scan(
     scan_ref = _record_scan(uow, ctx, unit, "consumer", member_id, outcome)
     points = 0
     if outcome == "first_scan":
-        points = product.points_per_scan
-        member.earn(f"scan:{unit.serial}", points, "scan", scan_ref, ctx.by.scope_key, uow.now)
         _bind(uow, ctx, member, unit)
+        points = loyalty_on_first_scan(
+            uow,
+            member,
+            product.sku,
+            product.points_per_scan,
+            unit.serial,
+            scan_ref,
+            ctx.by.scope_key,
+        )
     if outcome == "repeat_scan":
         assert first_ref is not None
         _alert(

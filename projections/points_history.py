@@ -1,0 +1,115 @@
+"""Read model: every points entry of every member, with its reason, in log order.
+
+One row per change of a member's points: ``earned`` (a lot: its source and cause),
+``spent`` (reason, cause and the lots it took), ``expired`` (the lot), ``reversed``
+(a refund: the lots and any debt) and ``debt_recovered`` (a credit paying a debt back:
+the balance does not move). ``balance`` is the member's balance after the entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from domain import loyalty
+from domain.members import Member
+from projections.views import Tx
+
+_json = msgspec.json.Encoder()
+_unjson = msgspec.json.Decoder(list[dict[str, Any]])
+
+COLUMNS = ("position", "seq", "at", "kind", "points", "balance", "reason", "cause", "lots")
+
+
+class PointsHistoryView:
+    name: str = "points_history"
+    version: int = 1
+    tables: dict[str, str] = {
+        "points_entries": (
+            "CREATE TABLE IF NOT EXISTS points_entries ("
+            "member_id TEXT NOT NULL, position BIGINT NOT NULL, seq INTEGER NOT NULL, "
+            "at TEXT NOT NULL, kind TEXT NOT NULL, points BIGINT NOT NULL, "
+            "balance BIGINT NOT NULL, reason TEXT NOT NULL, cause TEXT NOT NULL, "
+            "lots TEXT NOT NULL, PRIMARY KEY (member_id, position, seq))"
+        ),
+        "points_balances": (
+            "CREATE TABLE IF NOT EXISTS points_balances ("
+            "member_id TEXT PRIMARY KEY, balance BIGINT NOT NULL)"
+        ),
+    }
+    indexes: tuple[str, ...] = ()
+    topics: frozenset[str] = frozenset(
+        {
+            Member.PointsEarned.TOPIC,
+            loyalty.PointsSpent.TOPIC,
+            loyalty.PointsExpired.TOPIC,
+            loyalty.PointsReversed.TOPIC,
+            loyalty.DebtRecovered.TOPIC,
+        }
+    )
+
+    def apply(self, tx: Tx, event: Any, position: int) -> None:
+        member = str(event.originator_id)
+        if isinstance(event, Member.PointsEarned):
+            lots = [{"lot_id": event.lot_id, "points": event.points}]
+            entry = ("earned", event.points, event.source, event.cause, lots)
+        elif isinstance(event, loyalty.PointsSpent):
+            entry = ("spent", -event.points, event.reason, event.cause, _lots(event.lots))
+        elif isinstance(event, loyalty.PointsExpired):
+            lots = [{"lot_id": event.lot_id, "points": event.points}]
+            entry = ("expired", -event.points, "expiry", f"lot {event.lot_id}", lots)
+        elif isinstance(event, loyalty.PointsReversed):
+            lots = _lots(event.lots) + ([{"debt": event.debt}] if event.debt else [])
+            entry = ("reversed", -event.points, event.reason, event.cause, lots)
+        elif isinstance(event, loyalty.DebtRecovered):
+            entry = ("debt_recovered", 0, "debt", "a credit paid back a debt", _lots(event.lots))
+        else:
+            return
+        kind, points, reason, cause, lots = entry
+        row = tx.fetchone("SELECT balance FROM points_balances WHERE member_id = ?", (member,))
+        balance = (0 if row is None else int(row[0])) + points
+        tx.execute(
+            "INSERT INTO points_balances (member_id, balance) VALUES (?, ?) "
+            "ON CONFLICT (member_id) DO UPDATE SET balance = excluded.balance",
+            (member, balance),
+        )
+        seq_row = tx.fetchone(
+            "SELECT COUNT(*) FROM points_entries WHERE member_id = ? AND position = ?",
+            (member, position),
+        )
+        tx.execute(
+            "INSERT INTO points_entries (member_id, position, seq, at, kind, points, balance, "
+            "reason, cause, lots) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                member,
+                position,
+                int(seq_row[0]) if seq_row else 0,
+                event.timestamp.isoformat(),
+                kind,
+                points,
+                balance,
+                reason,
+                cause,
+                _json.encode(lots).decode(),
+            ),
+        )
+
+
+def _lots(taken: Any) -> list[dict[str, Any]]:
+    return [{"lot_id": lot_id, "points": n} for lot_id, n in taken]
+
+
+def points_history(tx: Tx, member_id: str, after: int | None, limit: int) -> list[dict[str, Any]]:
+    rows = tx.fetchall(
+        f"SELECT {', '.join(COLUMNS)} FROM points_entries WHERE member_id = ? AND position > ? "
+        "ORDER BY position, seq LIMIT ?",
+        (member_id, after or 0, limit),
+    )
+    items = []
+    for r in rows:
+        record = dict(zip(COLUMNS, r, strict=True))
+        record["lots"] = _unjson.decode(record["lots"])
+        del record["seq"]
+        items.append(record)
+    return items

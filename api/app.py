@@ -11,23 +11,30 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from api.audit import audit_middleware, build_audit
 from api.deps import DEPENDENCIES
+from api.money import SettlementTask
 from api.problems import EXCEPTION_HANDLERS
+from api.routes.audit import AggregateController, AuditController, EventFeedController
 from api.routes.catalog import CodeBatchController, ProductController, QrController
 from api.routes.health import health
 from api.routes.logistics import logistics
+from api.routes.members import LoyaltyPolicyController, LuckyDrawController, MemberController
+from api.routes.money import MONEY_ROUTES
 from api.routes.partners import PartnerController
+from api.routes.privacy import MemberPrivacyController
 from api.routes.scans import post_scan
+from api.routes.tokens import TokenController
 from api.routes.tracing import (
     AlertController,
     InventoryController,
     SellThroughController,
     TraceController,
 )
-from api.routes.tokens import TokenController
 from api.services import Services
 from api.settings import Settings
 from domain.clock import Clock, system_clock
+from projections.relay import RelayThread, start_relay
 from projections.store import Store
 
 log = logging.getLogger("siyu.api")
@@ -35,19 +42,38 @@ REQUEST_BODY_BYTES_MAX = 8 * 1024 * 1024
 
 
 def create_app(
-    settings: Settings | None = None, *, store: Store | None = None, clock: Clock = system_clock
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    clock: Clock = system_clock,
+    close_store: bool | None = None,
 ) -> Litestar:
+    """``close_store``: close the store on shutdown (default: if this factory opened it)."""
     settings = settings or Settings.from_env()
-    owned = store is None
+    owned = store is None if close_store is None else close_store
     store = store or settings.open_store(clock=clock)
     services = Services(settings=settings, store=store)
+    audit = build_audit(settings, store, clock)  # background verification, notary, access log
+    relays: list[RelayThread] = []  # the NATS relay, when SIYU_NATS_URL is set
+    settlement = SettlementTask(store)  # closes due return windows periodically
 
     def start() -> None:
-        store.engine.catch_up()
+        try:
+            store.engine.catch_up()
+        except Exception:  # a tampered store must still serve, to be investigated
+            log.exception("catching up at start failed; the engine keeps trying")
         if settings.projections_inline:
             store.engine.start()
+        if settings.nats_url:
+            relays.append(start_relay(store, settings.nats_url))
+        audit.watch.start()
+        settlement.start()
 
     def stop() -> None:
+        settlement.stop()
+        audit.watch.stop()
+        while relays:
+            relays.pop().stop()
         store.engine.stop()
         if owned:
             store.close()
@@ -65,6 +91,7 @@ def create_app(
     )
     route_handlers: list[Any] = [
         health,
+        *MONEY_ROUTES,
         PartnerController,
         TokenController,
         ProductController,
@@ -76,12 +103,20 @@ def create_app(
         InventoryController,
         AlertController,
         SellThroughController,
+        MemberPrivacyController,
+        AuditController,
+        EventFeedController,
+        AggregateController,
+        MemberController,
+        LoyaltyPolicyController,
+        LuckyDrawController,
     ]
     return Litestar(
         route_handlers=route_handlers,
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
-        state=State({"services": services}),
+        state=State({"services": services, "audit": audit}),
+        middleware=[audit_middleware],
         on_startup=[start],
         on_shutdown=[stop],
         openapi_config=openapi,

@@ -12,8 +12,26 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from api.audit_cli import (
+    add_diff_arguments,
+    add_verify_arguments,
+    cmd_diff,
+    cmd_verify,
+    replayed_as_of,
+    until_position,
+)
+from api.loyalty import (
+    add_expire_arguments,
+    add_verify_draws_arguments,
+    cmd_expire_points,
+    cmd_verify_draws,
+)
+from api.money import add_reconcile_arguments, add_settle_arguments, cmd_reconcile, cmd_settle
+from api.routes.privacy import add_forget_arguments, cmd_forget
 from api.settings import Settings
 from projections.engine import Progress
+from projections.relay import add_arguments as add_relay_arguments
+from projections.relay import cmd_relay
 from projections.store import Store
 
 log = logging.getLogger("siyu")
@@ -61,7 +79,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         )
         store.close()
         return 2
-    app = create_app(settings, store=store)
+    app = create_app(settings, store=store, close_store=True)
     base = f"http://{args.host}:{args.port}"
     lines = [
         f"Siyu Ledger on {store.database.kind} ({settings.database_url})",
@@ -124,7 +142,9 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from projections.store import default_projections
 
     live = settings.open_store()
-    chosen = [p for p in default_projections() if args.projection in (None, p.name)]
+    chosen = [
+        p for p in default_projections(live.ledger.position_of) if args.projection in (None, p.name)
+    ]
     if not chosen:
         sys.stderr.write(f"unknown projection {args.projection!r}\n")
         live.close()
@@ -141,9 +161,11 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         try:
             side.views.drop_everything()
             side.engine.ensure_schema()
-            head = live.head
+            head = live.head if args.until is None else until_position(live, args.until)
             side.engine.catch_up(until=head, on_progress=_progress_printer("replay"))
             sys.stderr.write("\n")
+            if args.until is not None:
+                return replayed_as_of(side, args.until, head, target)
             return _compare(live, side, [p.name for p in chosen], target)
         finally:
             side.close()
@@ -208,12 +230,37 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--projection", help="only this read model")
     replay.add_argument("--into", help="side store: a SQLite file or a PostgreSQL schema")
     replay.add_argument("--in-place", action="store_true", help="rebuild the live views")
+    replay.add_argument("--until", help="as of this time (RFC 3339): into the side store")
+    verify_parser = sub.add_parser("verify", help="check the chain, the ledger and the views")
+    add_verify_arguments(verify_parser)
+    diff_parser = sub.add_parser("diff", help="compare the live views with a side build")
+    add_diff_arguments(diff_parser)
     demo = sub.add_parser("demo", help="load the demo channel")
     demo.add_argument("--if-empty", action="store_true", help="only into an empty store")
+    relay_parser = sub.add_parser("relay", help="publish every event to NATS JetStream")
+    add_relay_arguments(relay_parser)
+    settle_parser = sub.add_parser("settle", help="close due return windows (split instructions)")
+    add_settle_arguments(settle_parser)
+    reconcile_parser = sub.add_parser("reconcile", help="reconciliation report; exit 1 on breach")
+    add_reconcile_arguments(reconcile_parser)
+    forget_parser = sub.add_parser("forget", help="forget a member: destroy their key")
+    add_forget_arguments(forget_parser)
+    expire_parser = sub.add_parser("expire-points", help="expire due points lots; evaluate tiers")
+    add_expire_arguments(expire_parser)
+    draws_parser = sub.add_parser("verify-draws", help="recompute every draw of a campaign")
+    add_verify_draws_arguments(draws_parser)
     return parser
 
 
 COMMANDS = {"serve": cmd_serve, "project": cmd_project, "replay": cmd_replay, "demo": cmd_demo}
+COMMANDS["relay"] = cmd_relay
+COMMANDS["settle"] = cmd_settle
+COMMANDS["reconcile"] = cmd_reconcile
+COMMANDS["forget"] = cmd_forget
+COMMANDS["verify"] = cmd_verify
+COMMANDS["diff"] = cmd_diff
+COMMANDS["expire-points"] = cmd_expire_points
+COMMANDS["verify-draws"] = cmd_verify_draws
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.demo_data import DEALERS
 from domain.batches import CodeLevel
 from domain.catalog import ProductSpec
 from domain.codes import CodeKind, gtin_check_digit, issue_code, unit_codes
@@ -18,8 +19,6 @@ from domain.identity import batch_id, partner_id
 from domain.logistics import Action, Movement
 from domain.principal import HQ_CODE, Principal, Role, hq_admin
 from projections.store import Store
-
-from api.demo_data import DEALERS
 
 UNITS_PER_CASE = 12
 
@@ -79,8 +78,8 @@ def load_codes_demo(store: Store) -> dict[str, Any]:
             ledger, factory, units_batch, spec.sku, 3 * UNITS_PER_CASE, CodeLevel.UNIT
         )
         catalog.issue_batch(ledger, factory, cases_batch, spec.sku, 3, CodeLevel.CASE)
-        u_no = ledger.repository.get(batch_id(units_batch)).batch_no
-        c_no = ledger.repository.get(batch_id(cases_batch)).batch_no
+        u_no: int = ledger.repository.get(batch_id(units_batch)).batch_no
+        c_no: int = ledger.repository.get(batch_id(cases_batch)).batch_no
         units = [unit_codes(key, u_no, i) for i in range(3 * UNITS_PER_CASE)]
         cases = [issue_code(key, c_no, i, CodeKind.CASE) for i in range(3)]
         outer = [u[0] for u in units]

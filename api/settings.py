@@ -20,12 +20,17 @@ class Settings:
     code_key_id: int = 0
     projections_inline: bool = True
     log_level: str = "INFO"
+    audit_signing_key: str | None = None  # 64 hex digits (Ed25519 seed); else kept with store
+    audit_checkpoint_every: int = 1000
+    audit_verify_interval_s: float = 3600.0
 
     def open_store(self, **overrides: Any) -> Store:
         """The store these settings name, with the code keys and the brand's link domain."""
         options: dict[str, Any] = {
             "code_base_url": self.code_base_url,
             "code_key_id": self.code_key_id,
+            "signing_key": self.audit_signing_key,
+            "checkpoint_every": self.audit_checkpoint_every,
             **overrides,
         }
         return Store.open(self.database_url, **options)
@@ -41,4 +46,7 @@ class Settings:
             code_key_id=int(env.get("SIYU_CODE_KEY_ID") or 0),
             projections_inline=(env.get("SIYU_PROJECTIONS", "inline") != "off"),
             log_level=env.get("SIYU_LOG_LEVEL", "INFO"),
+            audit_signing_key=env.get("SIYU_AUDIT_SIGNING_KEY") or None,
+            audit_checkpoint_every=int(env.get("SIYU_AUDIT_CHECKPOINT_EVERY") or 1000),
+            audit_verify_interval_s=float(env.get("SIYU_AUDIT_VERIFY_INTERVAL_S") or 3600),
         )

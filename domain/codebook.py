@@ -48,4 +48,4 @@ class Codebook:
     def url_prefix(self, gtin: str) -> str:
         """``{base}/01/{gtin}/21/``: our serials use only URL-unreserved characters
         (base64url), so a code's URL is this prefix + the serial, with no encoding."""
-        return digital_link(self.base_url, gtin, "A" * 20)[: -20]
+        return digital_link(self.base_url, gtin, "A" * 20)[:-20]

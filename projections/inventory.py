@@ -115,8 +115,15 @@ def _sold(tx: Tx, item: str, store: str, position: int) -> None:
 
 
 def _count(
-    tx: Tx, partner: str, units: Counter[str], position: int, *, on_hand: int = 0,
-    received: int = 0, shipped: int = 0, sold: int = 0,
+    tx: Tx,
+    partner: str,
+    units: Counter[str],
+    position: int,
+    *,
+    on_hand: int = 0,
+    received: int = 0,
+    shipped: int = 0,
+    sold: int = 0,
 ) -> None:
     """Add ``units`` (per SKU) times each sign to the partner's figures."""
     tx.executemany(
@@ -144,8 +151,13 @@ def get_inventory(tx: Tx, partner: str) -> dict[str, Any]:
         (partner,),
     )
     items = [
-        {"sku": sku, "on_hand": int(on_hand), "received": int(received),
-         "shipped": int(shipped), "sold": int(sold)}
+        {
+            "sku": sku,
+            "on_hand": int(on_hand),
+            "received": int(received),
+            "shipped": int(shipped),
+            "sold": int(sold),
+        }
         for sku, on_hand, received, shipped, sold in rows
     ]
     return {"partner": partner, "items": items}

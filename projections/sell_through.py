@@ -39,9 +39,7 @@ class SellThroughView:
     def apply(self, tx: Tx, event: Any, position: int) -> None:
         unit = str(event.originator_id)
         if isinstance(event, Unit.Commissioned):
-            tx.execute(
-                "INSERT INTO sell_through_units (id, sku) VALUES (?, ?)", (unit, event.sku)
-            )
+            tx.execute("INSERT INTO sell_through_units (id, sku) VALUES (?, ?)", (unit, event.sku))
         elif isinstance(event, Unit.Sold):
             _sold(tx, unit, event, position)
 
@@ -67,7 +65,10 @@ def _sold(tx: Tx, unit: str, event: Any, position: int) -> None:
 
 
 def sell_through(
-    tx: Tx, scope_path: str | None, partner_path: str, day_from: date | str,
+    tx: Tx,
+    scope_path: str | None,
+    partner_path: str,
+    day_from: date | str,
     day_to: date | str,
 ) -> dict[str, Any] | None:
     """Units sold in the subtree of ``partner_path`` from ``day_from`` to ``day_to``

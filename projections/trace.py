@@ -29,8 +29,17 @@ _json = msgspec.json.Encoder()
 _unjson = msgspec.json.Decoder(dict[str, Any])
 
 STATE_COLUMNS = (
-    "code", "kind", "sku", "gtin", "batch_id", "state", "owner", "container", "dealer",
-    "scan_count", "position",
+    "code",
+    "kind",
+    "sku",
+    "gtin",
+    "batch_id",
+    "state",
+    "owner",
+    "container",
+    "dealer",
+    "scan_count",
+    "position",
 )
 
 
@@ -99,8 +108,9 @@ class TraceView:
             _received(tx, getattr(event, "units", ()), receiver, event, position, {"via": code})
         elif isinstance(event, (Case.Packed, Case.Unpacked)):
             action = "pack" if isinstance(event, Case.Packed) else "unpack"
-            _add_step(tx, code, event, position, action, _owner(tx, code),
-                      {"units": list(event.units)})
+            _add_step(
+                tx, code, event, position, action, _owner(tx, code), {"units": list(event.units)}
+            )
         elif isinstance(event, Unit.Packed):
             _unit_packed(tx, code, event, position)
         elif isinstance(event, Unit.Unpacked):
@@ -138,8 +148,17 @@ def _commissioned(tx: Tx, event: Any, position: int) -> None:
         "INSERT INTO trace_codes (code, id, kind, sku, gtin, batch_id, state, owner, "
         "destination, container, dealer, scan_count, position) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, 0, ?)",
-        (event.serial, str(event.originator_id), kind, event.sku, event.gtin, event.batch_id,
-         state.value, event.owner, position),
+        (
+            event.serial,
+            str(event.originator_id),
+            kind,
+            event.sku,
+            event.gtin,
+            event.batch_id,
+            state.value,
+            event.owner,
+            position,
+        ),
     )
     if event.owner is not None:
         _add_step(tx, event.serial, event, position, "commission", event.owner, {})
@@ -157,15 +176,18 @@ def _shipped(
     params = (UnitState.IN_TRANSIT.value, event.to, position)
     extra = (event.to,) if dealer else ()
     tx.executemany(
-        f"UPDATE trace_codes SET state = ?, destination = ?, position = ?{dealer} "
-        "WHERE code = ?",
+        f"UPDATE trace_codes SET state = ?, destination = ?, position = ?{dealer} WHERE code = ?",
         [(*params, *extra, code) for code in codes],
     )
     _add_holders(tx, codes, event.to, position)
 
 
 def _received(
-    tx: Tx, codes: Sequence[str], receiver: str | None, event: Any, position: int,
+    tx: Tx,
+    codes: Sequence[str],
+    receiver: str | None,
+    event: Any,
+    position: int,
     detail: dict[str, Any],
 ) -> None:
     if not codes:
@@ -223,15 +245,25 @@ def _scanned(tx: Tx, code: str, event: Any, position: int) -> None:
 
 
 def _add_step(
-    tx: Tx, code: str, event: Any, position: int, action: str, partner: str | None,
+    tx: Tx,
+    code: str,
+    event: Any,
+    position: int,
+    action: str,
+    partner: str | None,
     detail: dict[str, Any],
 ) -> None:
     _add_steps(tx, [code], event, position, action, partner, detail)
 
 
 def _add_steps(
-    tx: Tx, codes: Iterable[str], event: Any, position: int, action: str,
-    partner: str | None, detail: dict[str, Any],
+    tx: Tx,
+    codes: Iterable[str],
+    event: Any,
+    position: int,
+    action: str,
+    partner: str | None,
+    detail: dict[str, Any],
 ) -> None:
     at = event.timestamp.isoformat()
     text = _json.encode(detail).decode()
@@ -267,9 +299,7 @@ def visible(tx: Tx, code: str, scope_path: str | None) -> bool:
 
 def get_trace(tx: Tx, code: str, scope_path: str | None) -> dict[str, Any] | None:
     """The trace of ``code`` (API.md's shape), or None if unknown or outside the scope."""
-    row = tx.fetchone(
-        f"SELECT {', '.join(STATE_COLUMNS)} FROM trace_codes WHERE code = ?", (code,)
-    )
+    row = tx.fetchone(f"SELECT {', '.join(STATE_COLUMNS)} FROM trace_codes WHERE code = ?", (code,))
     if row is None or not visible(tx, code, scope_path):
         return None
     record = dict(zip(STATE_COLUMNS, row, strict=True))
@@ -286,7 +316,12 @@ def history(tx: Tx, code: str) -> list[dict[str, Any]]:
         (code,),
     )
     return [
-        {"at": at, "position": int(position), "action": action, "partner": partner,
-         **_unjson.decode(detail)}
+        {
+            "at": at,
+            "position": int(position),
+            "action": action,
+            "partner": partner,
+            **_unjson.decode(detail),
+        }
         for at, position, action, partner, detail in rows
     ]

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 from litestar import Controller, Response, get
 from litestar.params import PathParameter, QueryParameter
 
+from api.deps import Cursor, Limit, MinPosition, PrincipalDep, ServicesDep
+from api.services import Services, decode_cursor, encode_cursor, page_limit
 from domain.codes import CodeKind
 from domain.errors import InvalidInput, NotAllowed, NotFound
 from domain.principal import Principal, Role
@@ -17,9 +19,6 @@ from projections.inventory import get_inventory
 from projections.partners import get_partner
 from projections.sell_through import sell_through
 from projections.trace import get_trace
-
-from api.deps import Cursor, Limit, MinPosition, PrincipalDep, ServicesDep
-from api.services import Services, decode_cursor, encode_cursor, page_limit
 
 CodePath = Annotated[str, PathParameter(max_length=300)]
 PartnerPath = Annotated[str, PathParameter(max_length=40)]

@@ -62,8 +62,13 @@ class NotificationLog:
                 self.positions[(event.originator_id, event.originator_version)] = position
 
     def select_notifications(
-        self, start: int | None, limit: int, stop: int | None = None, topics: Any = (),
-        *, inclusive_of_start: bool = True,
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Any = (),
+        *,
+        inclusive_of_start: bool = True,
     ) -> list[Notification]:
         first = (start or 0) + (0 if inclusive_of_start else 1)
         return [n for n in self.notifications if n.id >= first][:limit]
@@ -118,10 +123,12 @@ class Flow:
         self.log.save(self.partners["HQ"])
         self.register("D1", PartnerKind.DEALER, "HQ", region_codes=("31",))
         self.register("D2", PartnerKind.DEALER, "HQ", region_codes=("44",))
-        self.register("S1", PartnerKind.STORE, "D1", location=Location(31.23, 121.47),
-                      region_code="310101")
-        self.register("S2", PartnerKind.STORE, "D2", location=Location(23.13, 113.26),
-                      region_code="440103")
+        self.register(
+            "S1", PartnerKind.STORE, "D1", location=Location(31.23, 121.47), region_code="310101"
+        )
+        self.register(
+            "S2", PartnerKind.STORE, "D2", location=Location(23.13, 113.26), region_code="440103"
+        )
 
     # -- goods -------------------------------------------------------------------
 
@@ -148,9 +155,15 @@ class Flow:
         case.trigger_event(Case.Unpacked, timestamp=at, units=serials, by=by)
         for unit in units:
             unit.trigger_event(
-                Unit.Unpacked, timestamp=at, case=case.serial, state=case.state.value,
-                owner=case.owner, destination=case.destination, dealer=case.dealer,
-                dealer_ref=case.dealer_ref, by=by,
+                Unit.Unpacked,
+                timestamp=at,
+                case=case.serial,
+                state=case.state.value,
+                owner=case.owner,
+                destination=case.destination,
+                dealer=case.dealer,
+                dealer_ref=case.dealer_ref,
+                by=by,
             )
         self.log.save(case, *units)
 
@@ -159,8 +172,13 @@ class Flow:
 
     def ship(self, code: str, to: str) -> None:
         item, destination = self.item(code), self.partners[to]
-        fields = {"source": item.owner, "to": to, "to_kind": destination.kind.value,
-                  "by": f"hq@{item.owner}", "timestamp": self.tick()}
+        fields = {
+            "source": item.owner,
+            "to": to,
+            "to_kind": destination.kind.value,
+            "by": f"hq@{item.owner}",
+            "timestamp": self.tick(),
+        }
         if isinstance(item, Case):
             item.trigger_event(Case.Shipped, units=tuple(sorted(item.units)), **fields)
         else:
@@ -171,8 +189,7 @@ class Flow:
         item, at = self.item(code), self.tick()
         by = f"x@{item.destination}"
         if isinstance(item, Case):
-            item.trigger_event(Case.Received, timestamp=at, units=tuple(sorted(item.units)),
-                               by=by)
+            item.trigger_event(Case.Received, timestamp=at, units=tuple(sorted(item.units)), by=by)
         else:
             item.trigger_event(Unit.Received, timestamp=at, by=by)
         self.log.save(item)
@@ -183,18 +200,30 @@ class Flow:
         holder: Unit | Case = case if case is not None else unit
         if case is not None:
             case.trigger_event(Case.UnitSold, timestamp=at, unit=serial, store=store, by=by)
-        unit.trigger_event(Unit.Sold, timestamp=at, store=store,
-                           left_case=None if case is None else case.serial,
-                           dealer=holder.dealer, dealer_ref=holder.dealer_ref, by=by)
+        unit.trigger_event(
+            Unit.Sold,
+            timestamp=at,
+            store=store,
+            left_case=None if case is None else case.serial,
+            dealer=holder.dealer,
+            dealer_ref=holder.dealer_ref,
+            by=by,
+        )
         self.log.save(*([case] if case is not None else []), unit)
 
     def scan(self, serial: str, member: str | None, region: str, outcome: str) -> str:
         unit = self.units[serial]
         unit.trigger_event(
-            Unit.Scanned, timestamp=self.tick(), scan_id=f"scan-{unit.version}",
-            code_kind="consumer" if member else "outer", member_id=member, outcome=outcome,
-            region_code=region, lat=31.2304 if member else None,
-            lng=121.4737 if member else None, by="gateway@HQ",
+            Unit.Scanned,
+            timestamp=self.tick(),
+            scan_id=f"scan-{unit.version}",
+            code_kind="consumer" if member else "outer",
+            member_id=member,
+            outcome=outcome,
+            region_code=region,
+            lat=31.2304 if member else None,
+            lng=121.4737 if member else None,
+            by="gateway@HQ",
         )
         self.log.save(unit)
         return f"{unit.id}:{unit.version}"
@@ -202,9 +231,17 @@ class Flow:
     def alert(self, kind: AlertKind, serial: str, evidence: tuple[str, ...]) -> Alert:
         unit = self.units[serial]
         holder = self.cases[unit.container] if unit.container else unit
-        alert = Alert.raise_(f"gateway@HQ/{serial}/{kind}", kind, serial, unit.sku,
-                             holder.dealer, "440103", evidence, f"{kind} of {serial}",
-                             self.tick())
+        alert = Alert.raise_(
+            f"gateway@HQ/{serial}/{kind}",
+            kind,
+            serial,
+            unit.sku,
+            holder.dealer,
+            "440103",
+            evidence,
+            f"{kind} of {serial}",
+            self.tick(),
+        )
         self.log.save(alert)
         return alert
 
@@ -291,8 +328,15 @@ def inventory(flow: Flow, partner: str) -> dict[str, dict[str, int]]:
 def test_unit_history_inherits_its_case_steps_only_while_inside(flow: Flow) -> None:
     flow.whole_story()
     assert steps(flow, "u1") == [
-        ("commission", "HQ"), ("pack", "HQ"), ("ship", "HQ"), ("receive", "D1"),
-        ("unpack", "D1"), ("ship", "D1"), ("receive", "S1"), ("sell", "S1"), ("scan", None),
+        ("commission", "HQ"),
+        ("pack", "HQ"),
+        ("ship", "HQ"),
+        ("receive", "D1"),
+        ("unpack", "D1"),
+        ("ship", "D1"),
+        ("receive", "S1"),
+        ("sell", "S1"),
+        ("scan", None),
     ]
     history = trace(flow, "u1")["history"]  # type: ignore[index]
     assert history[1]["parent"] == "c1" and history[4]["parent"] == "c1"
@@ -308,8 +352,13 @@ def test_unit_history_inherits_its_case_steps_only_while_inside(flow: Flow) -> N
 def test_unit_sold_out_of_its_case(flow: Flow) -> None:
     flow.whole_story()
     assert steps(flow, "u2") == [
-        ("commission", "HQ"), ("pack", "HQ"), ("ship", "HQ"), ("receive", "D1"),
-        ("ship", "D1"), ("receive", "S1"), ("sell", "S1"),
+        ("commission", "HQ"),
+        ("pack", "HQ"),
+        ("ship", "HQ"),
+        ("receive", "D1"),
+        ("ship", "D1"),
+        ("receive", "S1"),
+        ("sell", "S1"),
     ]
     u2 = trace(flow, "u2")
     assert u2 is not None
@@ -321,8 +370,14 @@ def test_unit_sold_out_of_its_case(flow: Flow) -> None:
 def test_case_trace(flow: Flow) -> None:
     flow.whole_story()
     assert steps(flow, "c1") == [
-        ("commission", "HQ"), ("pack", "HQ"), ("ship", "HQ"), ("receive", "D1"),
-        ("unpack", "D1"), ("ship", "D1"), ("receive", "S1"), ("sell", "S1"),
+        ("commission", "HQ"),
+        ("pack", "HQ"),
+        ("ship", "HQ"),
+        ("receive", "D1"),
+        ("unpack", "D1"),
+        ("ship", "D1"),
+        ("receive", "S1"),
+        ("sell", "S1"),
     ]
     c1 = trace(flow, "c1")
     assert c1 is not None
@@ -344,10 +399,16 @@ def test_current_state_follows_the_case(flow: Flow) -> None:
     u2, u1 = trace(flow, "u2"), trace(flow, "u1")
     assert u2 is not None and u1 is not None
     assert (u2["state"], u2["owner"], u2["container"], u2["dealer"]) == (
-        "in_stock", "D1", "c1", "D1"
+        "in_stock",
+        "D1",
+        "c1",
+        "D1",
     )
     assert (u1["state"], u1["owner"], u1["container"], u1["dealer"]) == (
-        "in_stock", "D1", None, "D1"
+        "in_stock",
+        "D1",
+        None,
+        "D1",
     )
 
 
@@ -358,8 +419,13 @@ def test_scan_steps_show_no_member_and_no_coordinates(flow: Flow) -> None:
     assert u1["scan_count"] == 1
     scan = u1["history"][-1]
     assert scan == {
-        "at": scan["at"], "position": scan["position"], "action": "scan", "partner": None,
-        "outcome": "first_scan", "region_code": "310101", "code_kind": "consumer",
+        "at": scan["at"],
+        "position": scan["position"],
+        "action": "scan",
+        "partner": None,
+        "outcome": "first_scan",
+        "region_code": "310101",
+        "code_kind": "consumer",
     }
     text = msgspec.json.encode(u1).decode()
     assert "member-secret-1" not in text and "31.2304" not in text
@@ -394,8 +460,7 @@ def test_inventory_through_the_channel(flow: Flow) -> None:
     }
     flow.sent_to_dealer()
     flow.catch_up()
-    assert inventory(flow, "HQ")["TEA-1"] == {"on_hand": 0, "received": 0, "shipped": 3,
-                                              "sold": 0}
+    assert inventory(flow, "HQ")["TEA-1"] == {"on_hand": 0, "received": 0, "shipped": 3, "sold": 0}
     assert inventory(flow, "D1") == {}  # in transit counts for nobody
     flow.at_dealer()
     flow.catch_up()
@@ -439,13 +504,17 @@ def test_alerts_list_with_evidence_positions(flow: Flow) -> None:
         after_first = list_alerts(tx, None, None, first[0]["position"], 100)
     assert [a["kind"] for a in everything] == ["unshipped", "diversion"]
     assert [a["position"] for a in everything] == [
-        flow.log.position(unshipped), flow.log.position(diversion)
+        flow.log.position(unshipped),
+        flow.log.position(diversion),
     ]
     assert everything[0]["evidence"] == [flow.log.position(flow.units["u4"])]
     assert for_d1 == [everything[1]]
     assert for_d1[0]["evidence"] == [shipment_position, flow.log.position(flow.units["u1"])]
     assert {k: for_d1[0][k] for k in ("code", "sku", "dealer", "region_code")} == {
-        "code": "u1", "sku": "TEA-1", "dealer": "D1", "region_code": "440103"
+        "code": "u1",
+        "sku": "TEA-1",
+        "dealer": "D1",
+        "region_code": "440103",
     }
     assert for_d2 == []
     assert unshipped_only == [everything[0]]
@@ -463,15 +532,22 @@ def test_sell_through_per_shanghai_day(flow: Flow) -> None:
             return sell_through(tx, scope, path, first, last)
 
     day1 = units(None, "HQ/D1/S1", "2025-03-01", "2025-03-01")
-    assert day1 == {"partner": "S1", "from": "2025-03-01", "to": "2025-03-01",
-                    "items": [{"sku": "TEA-1", "units": 1}], "total": 1}
+    assert day1 == {
+        "partner": "S1",
+        "from": "2025-03-01",
+        "to": "2025-03-01",
+        "items": [{"sku": "TEA-1", "units": 1}],
+        "total": 1,
+    }
     assert units(None, "HQ/D1/S1", date(2025, 3, 2), date(2025, 3, 2))["total"] == 1
     assert units("HQ/D1", "HQ/D1", "2025-03-01", "2025-03-02")["total"] == 2
-    assert units("HQ", "HQ", "2025-03-01", "2025-03-31")["items"] == [
-        {"sku": "TEA-1", "units": 2}
-    ]
+    assert units("HQ", "HQ", "2025-03-01", "2025-03-31")["items"] == [{"sku": "TEA-1", "units": 2}]
     assert units(None, "HQ/D2", "2025-03-01", "2025-03-02") == {
-        "partner": "D2", "from": "2025-03-01", "to": "2025-03-02", "items": [], "total": 0
+        "partner": "D2",
+        "from": "2025-03-01",
+        "to": "2025-03-02",
+        "items": [],
+        "total": 0,
     }
     assert units(None, "HQ/D1/S1", "2025-02-28", "2025-02-28")["total"] == 0
     assert units("HQ/D2", "HQ/D1/S1", "2025-03-01", "2025-03-02") is None

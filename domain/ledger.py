@@ -17,6 +17,8 @@ with fresh aggregates, at most ``ATTEMPTS_MAX`` times; clients never see it.
 from __future__ import annotations
 
 import contextlib
+import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -32,11 +34,22 @@ from domain.clock import Clock, system_clock
 from domain.codebook import Codebook
 from domain.encoding import EventMapper, FieldCipher
 from domain.errors import Conflict, DomainError, IdempotencyMismatch, NotFound
+from domain.group_commit import GroupCommitter
 from domain.identity import partner_id, request_id
 from domain.principal import HQ_CODE
 from domain.requests import ClientRequest, fingerprint
 
-ATTEMPTS_MAX = 12
+ATTEMPTS_MAX = 16
+BACK_OFF_S_BASE = 0.002
+BACK_OFF_S_MAX = 0.1  # with 16 attempts, at most about 1.2 s of waiting in all
+
+
+def _back_off(attempt: int) -> None:
+    """Jittered exponential back-off after a version conflict, so that writers of one hot
+    aggregate stop colliding in lockstep."""
+    time.sleep(random.uniform(0, min(BACK_OFF_S_MAX, BACK_OFF_S_BASE * 2**attempt)))
+
+
 GLOBAL_SCOPE = "global"
 
 A = TypeVar("A", bound=Aggregate)
@@ -139,6 +152,7 @@ class Ledger(Application[UUID]):
         self.member_id_key: bytes = b""
         self.position_of: PositionLookup = lambda _id, _version: None
         super().__init__(env=dict(env))
+        self.committer = GroupCommitter(self.events.put)
 
     def construct_mapper(self) -> Mapper[UUID]:
         return EventMapper(cipher=self._field_cipher)
@@ -173,6 +187,7 @@ class Ledger(Application[UUID]):
             try:
                 position = self._save(key, uow, answer)
             except (IntegrityError, RecordConflictError):
+                _back_off(_attempt)
                 continue  # someone saved first: reload everything and decide again
             return Outcome(answer=answer, position=position, repeated=False)
         raise Conflict("too much contention; try again", code="contention")
@@ -215,12 +230,15 @@ class Ledger(Application[UUID]):
             try:
                 position = self._save_many(uow, [(keys[i], answers[i]) for i in fresh])
             except (IntegrityError, RecordConflictError):
+                _back_off(_attempt)
                 continue
             fresh_set = set(fresh)
             return BatchOutcome(answers, [i not in fresh_set for i in range(len(keys))], position)
         raise Conflict("too much contention; try again", code="contention")
 
     def _save_many(self, uow: UnitOfWork, items: list[tuple[RequestKey, dict[str, Any]]]) -> int:
+        """The changed aggregates and the request records, in one transaction (possibly
+        shared with concurrent commands: group commit); the position of the last event."""
         at = uow.clock()
         records = [
             ClientRequest.record(
@@ -233,25 +251,13 @@ class Ledger(Application[UUID]):
             )
             for k, answer in items
         ]
-        recordings = self.save(*uow.changed(), *records)
-        positions = [r.notification.id for r in recordings]
+        events = [e for aggregate in [*uow.changed(), *records] for e in aggregate.collect_events()]
+        positions = self.committer.commit(events)
         assert positions[-1] == max(positions), "the request records are the last events saved"
         return positions[-1]
 
     def _save(self, key: RequestKey, uow: UnitOfWork, answer: dict[str, Any]) -> int:
-        record = ClientRequest.record(
-            key.scope,
-            key.kind,
-            key.client_id,
-            key.fingerprint,
-            _answer_encoder.encode(answer).decode(),
-            uow.clock(),
-        )
-        recordings = self.save(*uow.changed(), record)
-        positions = [r.notification.id for r in recordings]
-        assert positions, "a saved command has at least its request record"
-        assert positions[-1] == max(positions), "the request record is the last event saved"
-        return positions[-1]
+        return self._save_many(uow, [(key, answer)])
 
     def _repeat(self, record: ClientRequest) -> Outcome:
         position = self.position_of(record.id, record.version)

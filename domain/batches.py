@@ -49,6 +49,7 @@ class BatchNumber(Aggregate):
     """Claims one batch number under one code key for one batch."""
 
     TOPIC = "siyu.BatchNumber"
+    IMMUTABLE = True  # one event, never changed: commands may share a cached copy
 
     class Created(Aggregate.Created):
         """Unused: eventsourcing defines one per aggregate; ours is named in domain words."""
@@ -80,6 +81,7 @@ class BatchNumber(Aggregate):
 
 class CodeBatch(Aggregate):
     TOPIC = "siyu.CodeBatch"
+    IMMUTABLE = True  # one event, never changed: commands may share a cached copy
 
     class Created(Aggregate.Created):
         """Unused: eventsourcing defines one per aggregate; ours is named in domain words."""

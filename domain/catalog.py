@@ -67,6 +67,7 @@ class ProductSpec:
 
 class Product(Aggregate):
     TOPIC = "siyu.Product"
+    IMMUTABLE = True  # one event, never changed: commands may share a cached copy
 
     class Created(Aggregate.Created):
         """Unused: eventsourcing defines one per aggregate; ours is named in domain words."""

@@ -40,6 +40,7 @@ from domain.principal import HQ_CODE
 from domain.requests import ClientRequest, fingerprint
 
 ATTEMPTS_MAX = 16
+IMMUTABLES_CACHED_MAX = 100_000
 BACK_OFF_S_BASE = 0.002
 BACK_OFF_S_MAX = 0.1  # with 16 attempts, at most about 1.2 s of waiting in all
 
@@ -107,13 +108,28 @@ class UnitOfWork:
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         if aggregate_id in self._touched:
             found = self._touched[aggregate_id]
+        elif getattr(cls, "IMMUTABLE", False):
+            # Created once and never changed: safe to share between commands and processes.
+            cached = self._ledger.immutables.get(aggregate_id)
+            if cached is None:
+                cached = self._load(aggregate_id)
+                if cached is None:
+                    return None
+                self._ledger.remember(cached)
+            found = cached
         else:
-            try:
-                found = self._ledger.repository.get(aggregate_id)
-            except AggregateNotFoundError:
+            loaded = self._load(aggregate_id)
+            if loaded is None:
                 return None
-            self._touched[aggregate_id] = found
+            found = self._touched[aggregate_id] = loaded
         if not isinstance(found, cls):
+            return None
+        return found
+
+    def _load(self, aggregate_id: UUID) -> Aggregate | None:
+        try:
+            found: Aggregate = self._ledger.repository.get(aggregate_id)
+        except AggregateNotFoundError:
             return None
         return found
 
@@ -153,6 +169,15 @@ class Ledger(Application[UUID]):
         self.position_of: PositionLookup = lambda _id, _version: None
         super().__init__(env=dict(env))
         self.committer = GroupCommitter(self.events.put)
+        self.immutables: dict[UUID, Aggregate] = {}
+
+    def remember(self, aggregate: Aggregate) -> None:
+        """Keep an immutable aggregate (bounded: the oldest half goes when full)."""
+        assert getattr(type(aggregate), "IMMUTABLE", False)
+        if len(self.immutables) >= IMMUTABLES_CACHED_MAX:
+            for key in list(self.immutables)[: IMMUTABLES_CACHED_MAX // 2]:
+                self.immutables.pop(key, None)
+        self.immutables[aggregate.id] = aggregate
 
     def construct_mapper(self) -> Mapper[UUID]:
         return EventMapper(cipher=self._field_cipher)

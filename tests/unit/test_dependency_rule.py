@@ -170,3 +170,17 @@ def test_the_checker_catches_each_kind_of_violation(source: str) -> None:
 )
 def test_the_checker_allows_what_the_domain_may_use(source: str) -> None:
     assert domain_violations(source) == [], source
+
+
+def test_immutable_aggregates_never_change() -> None:
+    """Aggregates marked IMMUTABLE are cached across commands and processes: they must
+    have their creation event only (no method records a second event)."""
+    import inspect
+
+    from domain.batches import BatchNumber, CodeBatch
+    from domain.catalog import Product
+
+    for cls in (Product, CodeBatch, BatchNumber):
+        assert cls.IMMUTABLE
+        source = inspect.getsource(cls)
+        assert "trigger_event" not in source, f"{cls.__name__} records changes"

@@ -29,6 +29,8 @@ from api.loyalty import (
 from api.money import add_reconcile_arguments, add_settle_arguments, cmd_reconcile, cmd_settle
 from api.routes.privacy import add_forget_arguments, cmd_forget
 from api.settings import Settings
+from api.what_if import add_parser as add_what_if_parser
+from api.what_if import cmd_what_if
 from projections.engine import Progress
 from projections.relay import add_arguments as add_relay_arguments
 from projections.relay import cmd_relay
@@ -249,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_expire_arguments(expire_parser)
     draws_parser = sub.add_parser("verify-draws", help="recompute every draw of a campaign")
     add_verify_draws_arguments(draws_parser)
+    add_what_if_parser(sub)
     return parser
 
 
@@ -261,6 +264,7 @@ COMMANDS["verify"] = cmd_verify
 COMMANDS["diff"] = cmd_diff
 COMMANDS["expire-points"] = cmd_expire_points
 COMMANDS["verify-draws"] = cmd_verify_draws
+COMMANDS["what-if"] = cmd_what_if
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from msgspec import Meta
 
 from api.schemas import Body, ClientId, Code, Latitude, Longitude, Sku
+from domain.splits import Fulfilment, Override, RateSet, SplitPolicy
 
 OrderId = Annotated[
     str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
@@ -98,3 +100,22 @@ class WithdrawalDecisionIn(Body):
 
 class WithdrawalPaymentIn(Body):
     payout_ref: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+def policy_from(data: SplitPolicyIn, effective_from: datetime) -> SplitPolicy:
+    """The domain's policy from a request body (or a what-if policy file)."""
+    return SplitPolicy(
+        policy_id=data.policy_id,
+        fulfilment=Fulfilment(data.fulfilment),
+        rates=RateSet(dict(data.rates_bp), dict(data.rates_bp_without_distributor)),
+        remainder_to=data.remainder_to,
+        return_window_days=data.return_window_days,
+        effective_from=effective_from,
+        window_days_by_category=dict(data.return_window_days_by_category),
+        overrides=tuple(
+            Override(
+                o.sku, o.category, RateSet(dict(o.rates_bp), dict(o.rates_bp_without_distributor))
+            )
+            for o in data.overrides
+        ),
+    )

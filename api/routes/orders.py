@@ -18,6 +18,7 @@ from api.money_schemas import (
     ReceiptIn,
     RefundIn,
     SplitPolicyIn,
+    policy_from,
 )
 from api.routes.partners import written
 from domain.errors import InvalidInput, NotFound
@@ -26,7 +27,7 @@ from domain.handlers.orders import LineRequest, OrderRequest, ReceiptRequest
 from domain.ledger import UnitOfWork
 from domain.policies import PolicySchedule, schedule_id
 from domain.principal import Principal, Role
-from domain.splits import Fulfilment, Override, RateSet, SplitPolicy, default_policy
+from domain.splits import Fulfilment, default_policy
 from projections.orders_view import get_order
 from projections.partners import get_partner
 
@@ -155,23 +156,7 @@ class SplitPolicyController(Controller):
         self, data: JSONBody[SplitPolicyIn], principal: PrincipalDep, services: ServicesDep
     ) -> dict[str, Any]:
         principal.require(Role.HQ)
-        policy = SplitPolicy(
-            policy_id=data.policy_id,
-            fulfilment=Fulfilment(data.fulfilment),
-            rates=RateSet(dict(data.rates_bp), dict(data.rates_bp_without_distributor)),
-            remainder_to=data.remainder_to,
-            return_window_days=data.return_window_days,
-            effective_from=_time(data.effective_from, "effective_from"),
-            window_days_by_category=dict(data.return_window_days_by_category),
-            overrides=tuple(
-                Override(
-                    o.sku,
-                    o.category,
-                    RateSet(dict(o.rates_bp), dict(o.rates_bp_without_distributor)),
-                )
-                for o in data.overrides
-            ),
-        )
+        policy = policy_from(data, _time(data.effective_from, "effective_from"))
         return written(orders.publish_policy(services.store.ledger, principal, policy))
 
     @get("/", sync_to_thread=True, summary="The policies of each fulfilment mode, in force first")

@@ -5,6 +5,7 @@ Time is a FixedClock the tests move: return windows close when the test says so.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -539,3 +540,52 @@ def test_settle_and_reconcile_commands(mall: Mall, database_url: str, tmp_path: 
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
     assert reconciled.stdout.strip().splitlines()[-1] == "ok"
     assert "1 instructions without receipts" in reconciled.stdout
+
+
+def test_what_if_resplits_a_period_without_writing(
+    mall: Mall, database_url: str, tmp_path: Path
+) -> None:
+    mall.paid_order("m-wi-1", referrer="R-SH")  # 100.00 drop-ship with a distributor
+    at_the_square = {"lat": 31.2304, "lng": 121.4737}
+    # 200.00 without a distributor, attributed to the nearest store (S-SH)
+    refunded = mall.paid_order("m-wi-2", amount=20_000, location=at_the_square)
+    assert mall.refund(refunded["order_id"], 5_000).status_code == 200
+    mall.paid_order("m-wi-3", fulfilment="pickup", location=at_the_square)  # another mode
+    policy = {
+        "policy_id": "what-if-1",
+        "fulfilment": "hq_dropship",
+        "rates_bp": {"distributor": 500, "store": 3500, "dealer": 2000, "brand": 4000},
+        "rates_bp_without_distributor": {"store": 5000, "dealer": 1000, "brand": 4000},
+        "remainder_to": "brand",
+        "return_window_days": 7,
+        "effective_from": START.isoformat(),
+    }
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(policy))
+    head = mall.api.head()
+    env = cli_env(database_url)
+    window = [
+        "--from",
+        (START - timedelta(days=1)).isoformat(),
+        "--to",
+        (START + timedelta(days=1)).isoformat(),
+    ]
+    done = run_cli(["what-if", "--policy", str(path), *window], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = {
+        line.split()[0]: [int(x) for x in line.split()[1:]]
+        for line in done.stdout.splitlines()
+        if line[:1].isalpha() and line.split()[-1].lstrip("+-").isdigit()
+    }
+    assert done.stdout.startswith("2 paid hq_dropship orders")
+    # booked: order 1 distributor 1000, store 3000, dealer 2000, brand 4000 (fen x 100:
+    # 10_000 fen); order 2 (15_000 net of a 5_000 refund) store 6000, dealer 3000, brand 6000.
+    assert rows["R-SH"] == [1000, 500, -500]
+    assert rows["S-SH"] == [3000 + 6000, 3500 + 7500, 2000]
+    assert rows["D-SH"] == [2000 + 3000, 2000 + 1500, -1500]
+    assert sum(r[2] for r in rows.values()) == 0, "money is conserved"
+    assert "no events were written" in done.stdout
+    assert mall.api.head() == head
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(policy | {"rates_bp": {"store": 9999}}))
+    assert run_cli(["what-if", "--policy", str(bad), *window], env, tmp_path).returncode == 2

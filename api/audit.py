@@ -14,7 +14,6 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import anyio
@@ -187,15 +186,3 @@ def redacted_query(query: str) -> str:
     return urlencode(
         [(k, "[personal]" if k.lower() in PERSONAL_QUERY_PARAMETERS else v) for k, v in pairs]
     )
-
-
-def parse_time(text: str, field: str) -> datetime:
-    from domain.errors import InvalidInput
-
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput.field(field, "an RFC 3339 time with offset") from None
-    if at.tzinfo is None:
-        raise InvalidInput.field(field, "an RFC 3339 time with offset")
-    return at

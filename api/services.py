@@ -6,6 +6,7 @@ import base64
 import binascii
 import hmac
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from api.problems import ServiceUnavailable
@@ -76,3 +77,14 @@ def decode_cursor(cursor: str | None) -> str | None:
 def page(items: list[dict[str, Any]], limit: int, key: str) -> dict[str, Any]:
     next_cursor = encode_cursor(str(items[-1][key])) if len(items) == limit else None
     return {"items": items, "next": next_cursor}
+
+
+def parse_time(text: str, field: str) -> datetime:
+    """An RFC 3339 time with its offset, or a 422 naming the field."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput.field(field, "an RFC 3339 time with offset") from None
+    if at.tzinfo is None:
+        raise InvalidInput.field(field, "an RFC 3339 time with offset")
+    return at

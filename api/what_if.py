@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from api.money_schemas import SplitPolicyIn, policy_from
+from api.services import parse_time
 from api.settings import Settings
 from domain.errors import DomainError
 from domain.orders import Order
@@ -95,21 +96,18 @@ def what_if(store: Store, policy: SplitPolicy, start: datetime, end: datetime) -
     return result
 
 
-def _time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise SystemExit(f"what-if: {text!r} needs a UTC offset, e.g. 2026-11-01T00:00:00+08:00")
-    return moment
-
-
 def cmd_what_if(args: argparse.Namespace, settings: Settings) -> int:
     try:
         body = msgspec.json.decode(Path(args.policy).read_bytes(), type=SplitPolicyIn)
-        policy = policy_from(body, _time(body.effective_from))
+        policy = policy_from(body, parse_time(body.effective_from, "effective_from"))
     except (OSError, msgspec.DecodeError, msgspec.ValidationError, ValueError, DomainError) as e:
         sys.stderr.write(f"what-if: cannot read the policy {args.policy}: {e}\n")
         return 2
-    start, end = _time(args.start), _time(args.end)
+    try:
+        start, end = parse_time(args.start, "--from"), parse_time(args.end, "--to")
+    except DomainError as e:
+        sys.stderr.write(f"what-if: {e.detail}\n")
+        return 2
     store = settings.open_store()
     try:
         result = what_if(store, policy, start, end)

@@ -13,9 +13,9 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 
-from api.audit import Audit, parse_time
+from api.audit import Audit
 from api.deps import Limit, MinPosition, PrincipalDep, ServicesDep
-from api.services import page_limit
+from api.services import page_limit, parse_time
 from domain.errors import NotFound
 from domain.principal import Principal, Role
 from projections.chain import latest_checkpoint, sign_head

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Controller, get, post
@@ -21,7 +20,8 @@ from api.money_schemas import (
     policy_from,
 )
 from api.routes.partners import written
-from domain.errors import InvalidInput, NotFound
+from api.services import parse_time
+from domain.errors import NotFound
 from domain.handlers import orders
 from domain.handlers.orders import LineRequest, OrderRequest, ReceiptRequest
 from domain.ledger import UnitOfWork
@@ -137,16 +137,6 @@ def _may_see_order(principal: Principal, order: dict[str, Any], store: dict[str,
     return order["distributor"] is not None and principal.partner == order["distributor"]
 
 
-def _time(text: str, field: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput.field(field, "an RFC 3339 time") from None
-    if at.tzinfo is None:
-        raise InvalidInput.field(field, "a time with its offset (RFC 3339)")
-    return at
-
-
 class SplitPolicyController(Controller):
     path = "/v1/split-policies"
     tags = ["orders"]
@@ -156,7 +146,7 @@ class SplitPolicyController(Controller):
         self, data: JSONBody[SplitPolicyIn], principal: PrincipalDep, services: ServicesDep
     ) -> dict[str, Any]:
         principal.require(Role.HQ)
-        policy = policy_from(data, _time(data.effective_from, "effective_from"))
+        policy = policy_from(data, parse_time(data.effective_from, "effective_from"))
         return written(orders.publish_policy(services.store.ledger, principal, policy))
 
     @get("/", sync_to_thread=True, summary="The policies of each fulfilment mode, in force first")

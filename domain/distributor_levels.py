@@ -216,10 +216,9 @@ def credit_sale(uow: UnitOfWork, partner: str, amount_fen: int, cause: str, by: 
 def commission_rate_bp(uow: UnitOfWork, partner: str) -> int | None:
     """The split rate a distributor's level grants, or None to use the split policy's."""
     found = uow.find(DistributorStanding, standing_id(partner))
-    if found is None:
-        return None
     schedule = current_levels(uow)
-    rate = schedule.levels[schedule.rank(found.level)].commission_rate_bp
+    level = schedule.levels[0] if found is None else schedule.levels[schedule.rank(found.level)]
+    rate = level.commission_rate_bp
     return None if rate == NO_OVERRIDE else rate
 
 

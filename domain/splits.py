@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -287,3 +287,34 @@ def reversal(
     delta = {r: after[r] - before[r] for r in shares}
     assert sum(delta.values()) == refund_fen
     return delta
+
+
+def with_distributor_rate(policy: SplitPolicy, rate_bp: int) -> SplitPolicy:
+    """The policy with the distributor's rate set by its level (a privilege of the level).
+
+    Only the distributor's own share changes; the remainder role absorbs the difference,
+    so nobody above the distributor earns from its sales (one level of commission only).
+    The rate is capped so that the remainder never goes below zero.
+    """
+    assert 0 <= rate_bp <= BP_TOTAL
+
+    def adjusted(rates: Rates) -> Rates:
+        if Role.DISTRIBUTOR.value not in rates:
+            return rates
+        new = dict(rates)
+        pool = new[Role.DISTRIBUTOR.value] + new.get(policy.remainder_to, 0)
+        given = min(rate_bp, pool)
+        new[policy.remainder_to] = pool - given
+        new[Role.DISTRIBUTOR.value] = given
+        assert sum(new.values()) == BP_TOTAL
+        return new
+
+    def rate_set(rates: RateSet) -> RateSet:
+        return RateSet(adjusted(rates.with_distributor), rates.without_distributor)
+
+    return replace(
+        policy,
+        policy_id=f"{policy.policy_id}:distributor-{rate_bp}bp"[:64],
+        rates=rate_set(policy.rates),
+        overrides=tuple(replace(o, rates=rate_set(o.rates)) for o in policy.overrides),
+    )

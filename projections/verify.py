@@ -396,7 +396,9 @@ class VerificationWatch:
             report = self.verifier.run(should_stop=self._stop.is_set)
             if report.complete:
                 self.latest = report
-            if not report.ok:
+            if not report.complete:
+                log.info("verification interrupted (stopping); the previous result stands")
+            elif not report.ok:
                 log.error(
                     "verification failed: first_bad_position=%s %s",
                     report.first_bad_position,

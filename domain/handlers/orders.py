@@ -17,6 +17,7 @@ from typing import Any
 
 from domain.catalog import Product
 from domain.channel import Partner, PartnerKind
+from domain.distributor_levels import commission_rate_bp
 from domain.errors import BusinessRuleBroken, InvalidInput, NotFound
 from domain.handlers.order_rewards import reverse_refund, reward_payment
 from domain.identity import keyed_id, partner_id, product_id
@@ -35,7 +36,7 @@ from domain.orders import (
 )
 from domain.policies import PolicySchedule, schedule_id
 from domain.principal import HQ_CODE, Principal, Role
-from domain.splits import Fulfilment, SplitPolicy, default_policy
+from domain.splits import Fulfilment, SplitPolicy, default_policy, with_distributor_rate
 from domain.withdrawals import payout_account
 
 STORE_CANDIDATES_MAX = 20
@@ -147,13 +148,18 @@ def place_order(
         referrer = _referrer(uow, req.referrer)
         member = _member(uow, req.member, by)
         parties = _attribute(uow, req, member, referrer, find_stores)
+        policy = policy_in_force(uow, req.fulfilment)
+        if parties.distributor is not None:
+            rate = commission_rate_bp(uow, parties.distributor)
+            if rate is not None:  # the distributor's level sets its own rate
+                policy = with_distributor_rate(policy, rate)
         order = Order.place(
             req.order_id,
             member.member_id,
             lines,
             req.fulfilment,
             parties,
-            policy_in_force(uow, req.fulfilment),
+            policy,
             by,
             uow.now,
         )

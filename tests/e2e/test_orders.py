@@ -589,3 +589,21 @@ def test_what_if_resplits_a_period_without_writing(
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(policy | {"rates_bp": {"store": 9999}}))
     assert run_cli(["what-if", "--policy", str(bad), *window], env, tmp_path).returncode == 2
+
+
+def test_a_distributor_level_commission_override_applies(mall: Mall) -> None:
+    levels = {
+        "policy_id": "levels-1",
+        "levels": [
+            {"name": "starter", "threshold": 0, "commission_rate_bp": 1500},
+            {"name": "star", "threshold": 1_000_000, "commission_rate_bp": 2000},
+        ],
+    }
+    published = mall.api.post("/v1/distributor-levels", levels, token=mall.tokens["hq"])
+    assert published.status_code == 201, published.text
+    order = mall.paid_order("m-level", referrer="R-SH")
+    assert order["split"] == {"distributor": 1500, "store": 3000, "dealer": 2000, "brand": 3500}
+    view = mall.api.get(f"/v1/orders/{order['order_id']}", token=mall.tokens["hq"]).json()
+    assert view["split"]["distributor"] == 1500
+    plain = mall.paid_order("m-level-2", location={"lat": 31.2304, "lng": 121.4737})
+    assert plain["split"] == {"store": 4000, "dealer": 2000, "brand": 4000}

@@ -243,3 +243,28 @@ def test_a_valid_policy_with_overrides() -> None:
     assert policy.window_days(["bakery"]) == 0
     assert policy.window_days(["bakery", "general"]) == 7
     assert policy.rates_for("CAKE", "bakery").with_distributor["store"] == 10000
+
+
+def test_a_distributor_level_sets_only_its_own_rate() -> None:
+    from domain.splits import Fulfilment, default_policy, split_amount, with_distributor_rate
+
+    base = default_policy(Fulfilment.HQ_DROPSHIP)
+    richer = with_distributor_rate(base, 1500)
+    assert richer.rates.with_distributor == {
+        "distributor": 1500,
+        "store": 3000,
+        "dealer": 2000,
+        "brand": 3500,
+    }
+    assert richer.rates.without_distributor == base.rates.without_distributor
+    assert split_amount(10_000, richer.rates.with_distributor, richer.remainder_to) == {
+        "distributor": 1500,
+        "store": 3000,
+        "dealer": 2000,
+        "brand": 3500,
+    }
+    capped = with_distributor_rate(base, 9000)  # more than distributor + remainder hold
+    assert capped.rates.with_distributor["distributor"] == 5000
+    assert capped.rates.with_distributor["brand"] == 0
+    store_stock = with_distributor_rate(default_policy(Fulfilment.PICKUP), 500)
+    assert store_stock.rates.with_distributor == {"distributor": 500, "store": 9500}

@@ -212,8 +212,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         summary = load_demo(store)
         store.engine.catch_up()
         print(
-            f"demo: {summary['partners']} partners, goods through the channel, scans and "
-            f"alerts; tokens and sample codes in {summary['tokens_file']}"
+            f"demo: {summary['partners']} partners, goods through the channel, scans, alerts, "
+            f"orders, settlement and members; tokens and sample codes in "
+            f"{summary['tokens_file']}"
         )
         return 0
     finally:

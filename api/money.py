@@ -35,11 +35,13 @@ CATCH_UP_WAIT_S = 5.0
 
 
 def store_finder(store: Store) -> StoreFinder:
-    """Nearest active stores from the partner directory, once it has applied the head:
-    a store registered just before the order is found, and the choice is deterministic."""
+    """Nearest active stores from the partner directory, once it has applied every partner
+    event there is: a store registered just before the order is found, the choice is
+    deterministic, and unrelated traffic (scans, payments) never makes an order wait."""
 
     def find(lat: float, lng: float) -> list[str]:
-        if not store.engine.wait_for(store.head, "partners", timeout_s=CATCH_UP_WAIT_S):
+        needed = store.engine.relevant_head("partners")
+        if not store.engine.wait_for(needed, "partners", timeout_s=CATCH_UP_WAIT_S):
             raise ServiceUnavailable("the partner directory is catching up; retry")
         with store.views.read() as tx:
             return nearest_stores(tx, lat, lng, STORE_CANDIDATES_MAX)

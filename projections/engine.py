@@ -221,6 +221,22 @@ class Engine:
             if n == 0:
                 self._stop.wait(POLL_INTERVAL_S)
 
+    def relevant_head(self, name: str) -> int:
+        """The position of the newest event the named projection reads (at least the position
+        it has applied): waiting for this, not the log's head, reads its own kind of writes
+        without waiting for unrelated traffic."""
+        projection = next(p for p in self.projections if p.name == name)
+        last = self.position(name)
+        if not projection.topics:
+            return self.recorder.max_notification_id() or 0
+        while True:
+            page = self.recorder.select_notifications(
+                last, BATCH_SIZE_MAX, topics=sorted(projection.topics), inclusive_of_start=False
+            )
+            if not page:
+                return last
+            last = page[-1].id
+
     def wait_for(
         self, position: int, name: str | None = None, timeout_s: float = WAIT_S_MAX
     ) -> bool:

@@ -563,3 +563,31 @@ def test_a_rebuild_equals_the_live_views(flow: Flow) -> None:
     assert flow.engine.position("trace") == 0
     flow.catch_up()
     assert flow.engine.checksums() == live
+
+
+def test_relevant_head_ignores_other_traffic(tmp_path) -> None:
+    """A read that needs only partner events waits for the newest partner event, not for
+    the head of the log (scans and payments must not make a located order wait)."""
+    from domain.channel import PartnerKind, PartnerSpec
+    from domain.handlers import channel
+    from domain.principal import hq_admin
+    from projections.store import Store
+
+    store = Store.open(f"sqlite:///{tmp_path}/rh.db")
+    try:
+        hq = hq_admin()
+        spec = PartnerSpec("D1", PartnerKind.DEALER, "HQ", "dealer", ("31",))
+        registered = channel.register_partner(store.ledger, hq, spec).position
+        store.engine.catch_up()
+        applied = store.engine.position("partners")
+        # Other traffic after the catch-up: a token mint is no partner event.
+        from domain.handlers.tokens import mint_token
+        from domain.principal import Role
+
+        mint_token(store.ledger, hq, "D1", Role.DEALER)
+        assert store.head > applied
+        assert store.engine.relevant_head("partners") == applied
+        moved = channel.suspend(store.ledger, hq, "D1", "c1", "audit").position
+        assert store.engine.relevant_head("partners") >= moved - 1 > registered
+    finally:
+        store.close()

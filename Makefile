@@ -31,6 +31,7 @@ check: $(STAMP)
 	$(BIN)/mypy domain projections api
 
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench
 
 clean:

@@ -1,0 +1,1 @@
+"""``make bench``: a reproducible benchmark suite (issue 7); run with ``python -m bench``."""

@@ -1,0 +1,133 @@
+"""Medians, percentiles, CPU accounting and the printed table."""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), round(p / 100.0 * len(ordered) + 0.5)))
+    return float(ordered[rank - 1])
+
+
+@dataclass
+class Metric:
+    """One metric: every repeat's value, the median reported, and how it was measured."""
+
+    name: str
+    unit: str
+    values: list[float] = field(default_factory=list)
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def value(self) -> float:
+        return median(self.values) if self.values else float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "median": round(self.value, 3) if self.values else None,
+            "unit": self.unit,
+            "repeats": [round(v, 3) for v in self.values],
+            "note": self.note,
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+
+@dataclass
+class CpuUse:
+    """CPU seconds a load generator used over a wall time: how much of the cores it took."""
+
+    cpu_s: float
+    wall_s: float
+
+    @property
+    def cores(self) -> float:
+        return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+@contextmanager
+def own_cpu() -> Iterator[list[CpuUse]]:
+    """This process's CPU over the block (for the in-process Python load generators)."""
+    out: list[CpuUse] = []
+    before, started = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    yield out
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    out.append(CpuUse(cpu, time.monotonic() - started))
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+class RssSampler:
+    """Samples a process's resident memory every ``interval_s``; keeps the peak."""
+
+    def __init__(self, pid: int, interval_s: float = 0.05) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak_mb = max(self.peak_mb, rss_mb(self.pid))
+            except OSError:
+                return
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def table(rows: list[tuple[str, str, str, str, str]]) -> str:
+    header = ("metric", "PostgreSQL", "SQLite", "target", "vs COPY")
+    all_rows = [header, *rows]
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(header))]
+    lines = []
+    for n, r in enumerate(all_rows):
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)

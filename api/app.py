@@ -39,6 +39,7 @@ from projections.store import Store
 
 log = logging.getLogger("siyu.api")
 REQUEST_BODY_BYTES_MAX = 8 * 1024 * 1024
+START_CATCH_UP_S_MAX = 2.0
 
 
 def create_app(
@@ -58,11 +59,14 @@ def create_app(
     settlement = SettlementTask(store)  # closes due return windows periodically
 
     def start() -> None:
-        try:
-            store.engine.catch_up()
-        except Exception:  # a tampered store must still serve, to be investigated
-            log.exception("catching up at start failed; the engine keeps trying")
+        # A short catch-up first (a small backlog is gone before the first request), the
+        # rest in the engine's own thread: a large backlog never delays the API, and with
+        # SIYU_PROJECTIONS=off the API writes no view at all.
         if settings.projections_inline:
+            try:
+                store.engine.catch_up_for(START_CATCH_UP_S_MAX)
+            except Exception:  # a tampered store must still serve, to be investigated
+                log.exception("catching up at start failed; the engine keeps trying")
             store.engine.start()
         if settings.nats_url:
             relays.append(start_relay(store, settings.nats_url))

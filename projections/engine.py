@@ -194,6 +194,17 @@ class Engine:
             if n == 0:
                 return applied
 
+    def catch_up_for(self, seconds_max: float) -> int:
+        """Apply batches until caught up or ``seconds_max`` has passed; events read."""
+        deadline = time.monotonic() + seconds_max
+        applied = 0
+        while time.monotonic() < deadline:
+            n = self.run_batch()
+            applied += n
+            if n == 0:
+                break
+        return applied
+
     # -- the background follower ---------------------------------------------
 
     def start(self) -> None:

@@ -191,9 +191,7 @@ class QrController(Controller):
         services: ServicesDep,
         scale: Annotated[int, QueryParameter(ge=1, le=QR_SCALE_MAX, required=False)] = 4,
     ) -> Response[bytes]:
-        out = io.BytesIO()
-        _qr(services, principal, code).save(out, kind="svg", scale=scale)
-        return Response(out.getvalue(), media_type="image/svg+xml")
+        return _qr_image(services, principal, code, "svg", scale)
 
     @get("/{code:str}/qr.png", sync_to_thread=True, summary="QR image of a code (PNG)")
     def png(
@@ -203,9 +201,16 @@ class QrController(Controller):
         services: ServicesDep,
         scale: Annotated[int, QueryParameter(ge=1, le=QR_SCALE_MAX, required=False)] = 4,
     ) -> Response[bytes]:
-        out = io.BytesIO()
-        _qr(services, principal, code).save(out, kind="png", scale=scale)
-        return Response(out.getvalue(), media_type="image/png")
+        return _qr_image(services, principal, code, "png", scale)
+
+
+QR_MEDIA_TYPES = {"svg": "image/svg+xml", "png": "image/png"}
+
+
+def _qr_image(services: Any, principal: Any, text: str, kind: str, scale: int) -> Response[bytes]:
+    out = io.BytesIO()
+    _qr(services, principal, text).save(out, kind=kind, scale=scale)
+    return Response(out.getvalue(), media_type=QR_MEDIA_TYPES[kind])
 
 
 def _qr(services: Any, principal: Any, text: str) -> Any:

@@ -325,3 +325,34 @@ def history(tx: Tx, code: str) -> list[dict[str, Any]]:
         }
         for at, position, action, partner, detail in rows
     ]
+
+
+def trace_at(trace: dict[str, Any], position: int) -> dict[str, Any] | None:
+    """The trace as it stood at ``position`` (as of a time, via the time index): the
+    history up to there, and the state, owner, container and scan count it implies.
+    None if the code had no step yet."""
+    steps = [h for h in trace["history"] if h["position"] <= position]
+    if not steps:
+        return None
+    state, owner, container = "issued", None, None
+    for step in steps:
+        action = step["action"]
+        if action in ("commission", "receive"):
+            state, owner = "in_stock", step["partner"]
+        elif action == "ship":
+            state, owner = "in_transit", step["partner"]  # the source holds it in transit
+        elif action == "sell" and "unit" not in step:  # (a case's sell step: a unit left it)
+            state, owner, container = "sold", step["partner"], None
+        elif action == "pack" and "parent" in step:
+            container = step["parent"]
+        elif action == "unpack" and "parent" in step:
+            container = None
+    return {
+        **trace,
+        "state": state,
+        "owner": owner,
+        "container": container,
+        "scan_count": sum(1 for h in steps if h["action"] == "scan"),
+        "position": steps[-1]["position"],
+        "history": steps,
+    }

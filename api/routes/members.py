@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
+from uuid import UUID
 
 from litestar import Controller, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
@@ -30,7 +31,7 @@ from api.loyalty_schemas import (
     TierPolicyIn,
 )
 from api.routes.partners import written
-from api.services import Services, page_limit
+from api.services import Services, page_limit, parse_time
 from domain.clock import SHANGHAI
 from domain.distributor_levels import NO_OVERRIDE, Level, publish_levels
 from domain.draws import CampaignSpec, Prize
@@ -42,12 +43,14 @@ from domain.members import Member
 from domain.point_rules import PointRuleSet, current_rules, publish_point_rules
 from domain.principal import Principal, Role
 from domain.tasks import TaskSpec, publish_task
-from domain.tiers import Tier, current_tiers, publish_tier_policy
+from domain.tiers import DEFAULT_TIERS, Tier, current_tiers, publish_tier_policy
 from projections.dashboard_4r import dashboard
 from projections.loyalty_programs import clerk_progress, list_tasks, standing_of
 from projections.members_view import get_member, member_lots, member_tasks, tier_distribution
 from projections.partners import get_partner
 from projections.points_history import points_history
+from projections.time_index import position_at
+from projections.time_travel import event_positions
 
 ExternalId = Annotated[str, PathParameter(min_length=1, max_length=100)]
 CampaignPath = Annotated[str, PathParameter(min_length=1, max_length=64)]
@@ -87,6 +90,36 @@ def visible_member(
     return record
 
 
+def member_as_of(services: Services, member_id: str, at: datetime) -> dict[str, Any]:
+    """Points, growth, tier, binding and referrer as they stood at ``at``: the member's own
+    events up to the position committed by then (the time index), no other replay."""
+    store = services.store
+    with store.views.read() as tx:
+        position = position_at(tx, at)
+    member_key = UUID(member_id)
+    versions = [v for v, p in event_positions(store, member_key).items() if p <= position]
+    if not versions:
+        raise NotFound(f"the member had not joined by {at.isoformat()}", code="not_yet")
+    member: Any = None
+    for stored in store.ledger.recorder.select_events(member_key, lte=max(versions)):
+        event: Any = store.ledger.mapper.to_domain_event(stored)
+        member = event.mutate(member)
+    assert isinstance(member, Member)
+    tier = member.loyalty.tier or DEFAULT_TIERS.lowest.name
+    since = member.loyalty.tier_since
+    return {
+        "member_id": member_id,
+        "points": member.points,
+        "growth": member.growth,
+        "tier": tier,
+        "tier_since": None if since is None else since.isoformat(),
+        "bound_store": member.bound_store,
+        "referrer": member.referrer,
+        "as_of": at.isoformat(),
+        "as_of_position": position,
+    }
+
+
 class MemberController(Controller):
     path = "/v1/members"
     tags = ["members"]
@@ -98,8 +131,12 @@ class MemberController(Controller):
         principal: PrincipalDep,
         services: ServicesDep,
         min_position: MinPosition,
+        as_of: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
     ) -> dict[str, Any]:
+        at = None if as_of is None else parse_time(as_of, "as_of")
         record = visible_member(services, principal, external_id, min_position)
+        if at is not None:
+            return member_as_of(services, record["member_id"], at)
         answer = {
             "member_id": record["member_id"],
             "points": record["points"],

@@ -9,7 +9,7 @@ from litestar import Controller, Response, get
 from litestar.params import PathParameter, QueryParameter
 
 from api.deps import Cursor, Limit, MinPosition, PrincipalDep, ServicesDep
-from api.services import Services, decode_cursor, encode_cursor, page_limit
+from api.services import Services, decode_cursor, encode_cursor, page_limit, parse_time
 from domain.codes import CodeKind
 from domain.errors import InvalidInput, NotAllowed, NotFound
 from domain.principal import Principal, Role
@@ -18,7 +18,8 @@ from projections.epcis import EpcisStep, EpcisUnit, epcis_document
 from projections.inventory import get_inventory
 from projections.partners import get_partner
 from projections.sell_through import sell_through
-from projections.trace import get_trace
+from projections.time_index import position_at
+from projections.trace import get_trace, trace_at
 
 CodePath = Annotated[str, PathParameter(max_length=300)]
 PartnerPath = Annotated[str, PathParameter(max_length=40)]
@@ -61,9 +62,19 @@ class TraceController(Controller):
         principal: PrincipalDep,
         services: ServicesDep,
         min_position: MinPosition,
+        as_of: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
     ) -> dict[str, Any]:
+        at = None if as_of is None else parse_time(as_of, "as_of")
         services.await_view("trace", min_position)
-        return _trace(services, principal, code)
+        trace = _trace(services, principal, code)
+        if at is None:
+            return trace
+        with services.store.views.read() as tx:
+            position = position_at(tx, at)
+        past = trace_at(trace, position)
+        if past is None:
+            raise NotFound(f"{trace['code']} had no history by {at.isoformat()}", code="not_yet")
+        return {**past, "as_of": at.isoformat(), "as_of_position": position}
 
     @get("/{code:str}/epcis", sync_to_thread=True, summary="EPCIS 2.0 document of a unit")
     def epcis(

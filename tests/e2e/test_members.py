@@ -373,3 +373,36 @@ def test_siyu_settle_expires_due_lots(ch: Channel, database_url: str, tmp_path: 
     assert again.returncode == 0 and "expired 0 lots" in again.stdout, again.stdout
     ch.api.position = ch.api.head()
     assert member(ch, "m-13").json()["points"] == 0
+
+
+def test_member_and_trace_as_of_a_past_time(ch: Channel, clock: FixedClock) -> None:
+    """Time travel on reads: T maps to the last position committed by T (time index)."""
+    from datetime import timedelta
+
+    clock.advance(timedelta(hours=1))
+    assert scan(ch, 0, "wx-then").status_code == 200  # first scan: 10 points
+    between = clock.now + timedelta(minutes=30)
+    clock.advance(timedelta(hours=1))
+    assert scan(ch, 1, "wx-then").status_code == 200  # another unit: 20 points in all
+    assert ch.move("S-SH", "sell", [outer(ch, 2)]).status_code == 200
+    now = member(ch, "wx-then").json()
+    assert now["points"] == 20
+    then = ch.api.get("/v1/members/wx-then", token=ch.tokens["hq"], as_of=between.isoformat())
+    assert then.status_code == 200, then.text
+    assert then.json()["points"] == 10 and then.json()["tier"] == now["tier"] == "bronze"
+    assert then.json()["as_of_position"] < ch.api.position
+    before = ch.api.get(
+        "/v1/members/wx-then", token=ch.tokens["hq"], as_of=(START - timedelta(days=1)).isoformat()
+    )
+    assert before.status_code == 404
+    assert ch.api.get("/v1/members/wx-then", as_of="yesterday").status_code == 422
+    # The trace of unit 2 as of `between`: in stock at the store, not yet sold.
+    trace_now = ch.api.get(f"/v1/codes/{outer(ch, 2)}/trace", token=ch.tokens["hq"]).json()
+    assert trace_now["state"] == "sold"
+    past = ch.api.get(
+        f"/v1/codes/{outer(ch, 2)}/trace", token=ch.tokens["hq"], as_of=between.isoformat()
+    ).json()
+    assert past["state"] == "in_stock" and past["owner"] == "S-SH"
+    assert past["container"] == ch.cases[0]
+    assert [h["action"] for h in past["history"]][-1] == "receive"
+    assert len(past["history"]) < len(trace_now["history"])

@@ -100,12 +100,16 @@ class MemberKeyring:
         fresh = cached is not None and time.monotonic() - cached[1] < self.cache_ttl_s
         if cached is not None and fresh and (cached[0] is not None or not create):
             return cached[0]
-        if create:
-            self._sql(
-                f"INSERT INTO {KEYS_TABLE} (subject, key) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        raw = None
+        if create:  # one statement (one commit) for a new member's key
+            raw = self._sql(
+                f"INSERT INTO {KEYS_TABLE} (subject, key) VALUES (?, ?) "
+                "ON CONFLICT DO NOTHING RETURNING key",
                 (subject, AESGCM.generate_key(bit_length=256)),
+                True,
             )
-        raw = self._sql(f"SELECT key FROM {KEYS_TABLE} WHERE subject = ?", (subject,), True)
+        if raw is None:  # an existing key (or another process made it first)
+            raw = self._sql(f"SELECT key FROM {KEYS_TABLE} WHERE subject = ?", (subject,), True)
         cipher = None if raw is None else AESGCM(bytes(raw))
         with self._lock:
             self._keys[subject] = (cipher, time.monotonic())

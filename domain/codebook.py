@@ -28,12 +28,13 @@ class Codebook:
     def current_key(self) -> CodeKey:
         return self.keys[self.current_key_id]
 
-    def parse(self, text: str, gtins: Mapping[int, str] | None = None) -> ParsedCode | None:
+    def parse(self, text: str) -> ParsedCode | None:
         """A genuine code from bare text or its Digital Link URL; None if forged or mistyped."""
-        scanned = parse_scanned(text, self.keys, self.base_url)
-        return None if scanned is None else scanned.code
+        found = self.parse_with_gtin(text)
+        return None if found is None else found[0]
 
     def parse_with_gtin(self, text: str) -> tuple[ParsedCode, str | None] | None:
+        """Also the GTIN of the URL (None for bare text): the caller checks it is the batch's."""
         scanned = parse_scanned(text, self.keys, self.base_url)
         return None if scanned is None else (scanned.code, scanned.gtin)
 

@@ -30,10 +30,6 @@ def event_ref(event: Any) -> str:
     return f"{event.originator_id}:{event.originator_version}"
 
 
-def _shipment_ref(event: Any) -> str:
-    return f"{event.originator_id}:{event.originator_version}"
-
-
 class Movable(Aggregate):
     """What units and cases share: state, owner, destination, the dealer they went to."""
 
@@ -114,7 +110,7 @@ class Unit(Movable):
             unit.state = UnitState.IN_TRANSIT
             unit.destination = self.to
             if self.to_kind == "dealer":
-                unit.dealer, unit.dealer_ref = self.to, _shipment_ref(self)
+                unit.dealer, unit.dealer_ref = self.to, event_ref(self)
 
     class Received(Aggregate.Event):
         TOPIC = "siyu.Unit.Received"
@@ -160,7 +156,7 @@ class Unit(Movable):
             if self.code_kind == "consumer":
                 if unit.first_member is None:
                     unit.first_member = self.member_id
-                    unit.first_scan_ref = _shipment_ref(self)
+                    unit.first_scan_ref = event_ref(self)
                 unit.consumer_scans += 1
             if self.lat is not None and self.lng is not None:
                 unit.last_fix = (self.timestamp, self.lat, self.lng)
@@ -276,7 +272,7 @@ class Case(Movable):
             case.state = UnitState.IN_TRANSIT
             case.destination = self.to
             if self.to_kind == "dealer":
-                case.dealer, case.dealer_ref = self.to, _shipment_ref(self)
+                case.dealer, case.dealer_ref = self.to, event_ref(self)
 
     class Received(Aggregate.Event):
         TOPIC = "siyu.Case.Received"

@@ -17,7 +17,7 @@ from domain.logistics import batch_of, whereabouts
 from domain.members import EXTERNAL_ID_LENGTH_MAX, Member, validate_phone
 from domain.principal import Principal, Role
 from domain.region import code_within, gcj02_to_wgs84, is_region_code, region_of
-from domain.units import Case, Unit
+from domain.units import Case, Unit, event_ref
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def _record_scan(
         lng=lng,
         by=ctx.by.scope_key,
     )
-    return f"{unit.id}:{unit.version}"
+    return event_ref(unit.pending_events[-1])
 
 
 def _outer_scan(uow: UnitOfWork, ctx: ScanContext, unit: Unit, rules: ScanRules) -> dict[str, Any]:

@@ -29,8 +29,7 @@ from domain.members import Member
 from domain.orders import Order
 from domain.tiers import DEFAULT_TIERS, TierPolicy
 from domain.units import Unit
-from projections.partners import scope_clause
-from projections.trace import partner_path
+from projections.partners import partner_path, scope_clause
 from projections.views import Tx
 
 _json = msgspec.json.Encoder()
@@ -124,21 +123,25 @@ class Dashboard4RView:
 
     def _activity(self, tx: Tx, member: str, at: datetime, position: int) -> None:
         _ensure_member(tx, member)
-        row = tx.fetchone("SELECT last_at FROM r4_members WHERE member_id = ?", (member,))
-        gap = None
-        if row is not None and row[0] is not None:
-            gap = (at - datetime.fromisoformat(str(row[0]))).days
+        last_seen: dict[str, str | None] = tx.memo.setdefault("r4.last_at", {})
+        if member not in last_seen:
+            row = tx.fetchone("SELECT last_at FROM r4_members WHERE member_id = ?", (member,))
+            last_seen[member] = None if row is None or row[0] is None else str(row[0])
+        last = last_seen[member]
+        gap = None if last is None else (at - datetime.fromisoformat(last)).days
         tx.execute(
             "INSERT INTO r4_activity (member_id, position, day, gap_days) "
             "VALUES (?, ?, ?, ?) ON CONFLICT (member_id, position) DO NOTHING",
             (member, position, _day(at), gap),
         )
+        last_seen[member] = at.isoformat()
         tx.execute(
-            "UPDATE r4_members SET last_at = ? WHERE member_id = ?", (at.isoformat(), member)
+            "UPDATE r4_members SET last_at = ? WHERE member_id = ?", (last_seen[member], member)
         )
 
     def _apply_member(self, tx: Tx, event: Any, oid: str, position: int) -> None:
         if isinstance(event, TierPolicy.Published):
+            tx.memo["r4.lowest"] = event.tiers[0][0]
             tx.execute(
                 "INSERT INTO r4_policy (id, lowest) VALUES (1, ?) "
                 "ON CONFLICT (id) DO UPDATE SET lowest = excluded.lowest",
@@ -162,7 +165,15 @@ class Dashboard4RView:
             self._apply_order(tx, event, oid, position)
 
     def _apply_order(self, tx: Tx, event: Any, oid: str, position: int) -> None:
+        orders: dict[str, tuple[Any, ...] | None] = tx.memo.setdefault("r4.orders", {})
         if isinstance(event, Order.Placed):
+            orders[oid] = (
+                event.member_id,
+                event.store,
+                partner_path(tx, event.store),
+                dict(event.split),
+                dict(event.receivers),
+            )
             tx.execute(
                 "INSERT INTO r4_orders (order_id, id, member_id, store, path, split, receivers) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -177,13 +188,26 @@ class Dashboard4RView:
                 ),
             )
             return
-        row = tx.fetchone(
-            "SELECT member_id, store, path, split, receivers FROM r4_orders WHERE id = ?", (oid,)
-        )
-        if row is None:
+        if oid not in orders:
+            row = tx.fetchone(
+                "SELECT member_id, store, path, split, receivers FROM r4_orders WHERE id = ?",
+                (oid,),
+            )
+            orders[oid] = (
+                None
+                if row is None
+                else (
+                    str(row[0]),
+                    str(row[1]),
+                    str(row[2]),
+                    _unjson.decode(row[3]),
+                    _unjson.decode(row[4]),
+                )
+            )
+        known = orders[oid]
+        if known is None:
             return
-        member, store, path = str(row[0]), str(row[1]), str(row[2])
-        split, receivers = _unjson.decode(row[3]), _unjson.decode(row[4])
+        member, store, path, split, receivers = known
         day = _day(event.timestamp)
         if isinstance(event, Order.Paid):
             self._return(tx, store, path, day, event.amount, 0)
@@ -211,8 +235,10 @@ class Dashboard4RView:
 
 def _ensure_member(tx: Tx, member: str) -> None:
     """A member's row (a scan's unit event may come before the member's Joined)."""
-    row = tx.fetchone("SELECT lowest FROM r4_policy WHERE id = 1")
-    lowest = DEFAULT_TIERS.lowest.name if row is None else str(row[0])
+    if "r4.lowest" not in tx.memo:
+        row = tx.fetchone("SELECT lowest FROM r4_policy WHERE id = 1")
+        tx.memo["r4.lowest"] = DEFAULT_TIERS.lowest.name if row is None else str(row[0])
+    lowest = tx.memo["r4.lowest"]
     tx.execute(
         "INSERT INTO r4_members (member_id, tier) VALUES (?, ?) ON CONFLICT (member_id) DO NOTHING",
         (member, lowest),

@@ -71,18 +71,27 @@ def _unit_ids(serials: Sequence[str]) -> list[str]:
     return [str(unit_id(serial)) for serial in serials]
 
 
+_ITEMS = "inventory.items"  # tx.memo: id -> (sku, destination), or None when absent
+
+
+def _items(tx: Tx) -> dict[str, tuple[str, str | None] | None]:
+    items: dict[str, tuple[str, str | None] | None] = tx.memo.setdefault(_ITEMS, {})
+    return items
+
+
 def _skus(tx: Tx, ids: Sequence[str]) -> Counter[str]:
     """How many of the items ``ids`` there are of each SKU."""
-    counts: Counter[str] = Counter()
-    for start in range(0, len(ids), IDS_PER_QUERY_MAX):
-        chunk = ids[start : start + IDS_PER_QUERY_MAX]
+    known = _items(tx)
+    missing = [i for i in ids if i not in known]
+    for start in range(0, len(missing), IDS_PER_QUERY_MAX):
+        chunk = missing[start : start + IDS_PER_QUERY_MAX]
         marks = ", ".join("?" for _ in chunk)
+        known.update(dict.fromkeys(chunk))
         rows = tx.fetchall(
-            f"SELECT sku, COUNT(*) FROM inventory_items WHERE id IN ({marks}) GROUP BY sku",
-            chunk,
+            f"SELECT id, sku, destination FROM inventory_items WHERE id IN ({marks})", chunk
         )
-        counts.update({sku: int(n) for sku, n in rows})
-    return counts
+        known.update({item: (sku, destination) for item, sku, destination in rows})
+    return Counter(row[0] for row in (known[i] for i in dict.fromkeys(ids)) if row is not None)
 
 
 def _commissioned(tx: Tx, event: Any, position: int) -> None:
@@ -91,26 +100,33 @@ def _commissioned(tx: Tx, event: Any, position: int) -> None:
         "INSERT INTO inventory_items (id, kind, sku, destination) VALUES (?, ?, ?, NULL)",
         (str(event.originator_id), kind, event.sku),
     )
+    _items(tx)[str(event.originator_id)] = (event.sku, None)
     if kind == "unit":
         _count(tx, event.owner, Counter({event.sku: 1}), position, on_hand=1)
 
 
 def _shipped(tx: Tx, item: str, units: Counter[str], event: Any, position: int) -> None:
     tx.execute("UPDATE inventory_items SET destination = ? WHERE id = ?", (event.to, item))
+    row = _items(tx).get(item)
+    if row is not None:
+        _items(tx)[item] = (row[0], event.to)
     _count(tx, event.source, units, position, on_hand=-1, shipped=1)
 
 
 def _received(tx: Tx, item: str, units: Counter[str], position: int) -> None:
-    row = tx.fetchone("SELECT destination FROM inventory_items WHERE id = ?", (item,))
-    if row is None or row[0] is None:
+    _skus(tx, [item])  # (remembers the item's row)
+    row = _items(tx)[item]
+    if row is None or row[1] is None:
         return
     tx.execute("UPDATE inventory_items SET destination = NULL WHERE id = ?", (item,))
-    _count(tx, row[0], units, position, on_hand=1, received=1)
+    _items(tx)[item] = (row[0], None)
+    _count(tx, row[1], units, position, on_hand=1, received=1)
 
 
 def _sold(tx: Tx, item: str, store: str, position: int) -> None:
     units = _skus(tx, [item])
     tx.execute("DELETE FROM inventory_items WHERE id = ?", (item,))
+    _items(tx)[item] = None
     _count(tx, store, units, position, on_hand=-1, sold=1)
 
 

@@ -17,7 +17,7 @@ import msgspec
 from domain import loyalty
 from domain.members import Member, mask_phone
 from domain.tiers import DEFAULT_TIERS, TierPolicy
-from projections.trace import partner_path
+from projections.partners import partner_path
 from projections.views import Tx
 
 _json = msgspec.json.Encoder()
@@ -100,6 +100,7 @@ class MembersView:
         member = str(event.originator_id)
         handler = _HANDLERS.get(type(event).__name__)
         if isinstance(event, TierPolicy.Published):
+            tx.memo["members.lowest"] = event.tiers[0][0]
             tx.execute(
                 "INSERT INTO members_tier_policy (id, lowest, version) VALUES (1, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET lowest = excluded.lowest, "
@@ -114,8 +115,10 @@ class MembersView:
 
 
 def _joined(tx: Tx, member: str, e: Any) -> None:
-    row = tx.fetchone("SELECT lowest FROM members_tier_policy WHERE id = 1")
-    lowest = DEFAULT_TIERS.lowest.name if row is None else row[0]
+    if "members.lowest" not in tx.memo:
+        row = tx.fetchone("SELECT lowest FROM members_tier_policy WHERE id = 1")
+        tx.memo["members.lowest"] = DEFAULT_TIERS.lowest.name if row is None else row[0]
+    lowest = tx.memo["members.lowest"]
     tx.execute(
         "INSERT INTO members (member_id, channel, region_code, phone_masked, tier, points, debt, "
         "growth, tags, joined_at, position) VALUES (?, ?, ?, ?, ?, 0, 0, 0, '[]', ?, 0)",
@@ -263,15 +266,16 @@ def _forgotten(tx: Tx, member: str, _e: Any) -> None:
 
 def _check(tx: Tx, member: str) -> None:
     """Second path of the points invariant: the view's balance is its lots minus debt."""
-    row = tx.fetchone("SELECT points, debt FROM members WHERE member_id = ?", (member,))
-    lots = tx.fetchone(
-        "SELECT COALESCE(SUM(remaining), 0), COALESCE(MIN(remaining), 0) FROM member_lots "
-        "WHERE member_id = ?",
+    row = tx.fetchone(
+        "SELECT points, debt, (SELECT COALESCE(SUM(remaining), 0) FROM member_lots l "
+        "WHERE l.member_id = m.member_id), (SELECT COALESCE(MIN(remaining), 0) FROM "
+        "member_lots l WHERE l.member_id = m.member_id) FROM members m WHERE member_id = ?",
         (member,),
     )
-    assert row is not None and lots is not None
-    assert int(row[0]) == int(lots[0]) - int(row[1]), f"points of {member} do not add up"
-    assert int(lots[1]) >= 0, f"a lot of {member} went below zero"
+    assert row is not None, f"no member {member}"
+    points, debt, remaining, lowest = (int(v) for v in row)
+    assert points == remaining - debt, f"points of {member} do not add up"
+    assert lowest >= 0, f"a lot of {member} went below zero"
 
 
 _HANDLERS: dict[str, Any] = {

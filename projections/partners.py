@@ -13,6 +13,19 @@ _json = msgspec.json.Encoder()
 _unjson = msgspec.json.Decoder(list[str])
 
 
+PATHS_MEMO = "partner_paths"  # tx.memo key; the partners view drops it when it writes
+
+
+def partner_path(tx: Tx, code: str) -> str:
+    """The materialised path of partner ``code`` (the partners view is applied first)."""
+    paths: dict[str, str] = tx.memo.setdefault(PATHS_MEMO, {})
+    path = paths.get(code)
+    if path is None:
+        row = tx.fetchone("SELECT path FROM partners WHERE code = ?", (code,))
+        path = paths[code] = code if row is None else str(row[0])
+    return path
+
+
 class PartnerDirectory:
     name: str = "partners"
     version: int = 1
@@ -42,6 +55,7 @@ class PartnerDirectory:
 
     def apply(self, tx: Tx, event: Any, position: int) -> None:
         if isinstance(event, Partner.Registered):
+            tx.memo.pop(PATHS_MEMO, None)  # a path read before this batch registered it
             tx.execute(
                 "INSERT INTO partners (code, id, kind, parent, path, name, region_codes, lat, lng, "
                 "region_code, status, registered_at, position) "

@@ -67,24 +67,26 @@ class PointsHistoryView:
         else:
             return
         kind, points, reason, cause, lots = entry
-        row = tx.fetchone("SELECT balance FROM points_balances WHERE member_id = ?", (member,))
-        balance = (0 if row is None else int(row[0])) + points
+        balances: dict[str, int] = tx.memo.setdefault("points_history.balance", {})
+        if member not in balances:
+            row = tx.fetchone("SELECT balance FROM points_balances WHERE member_id = ?", (member,))
+            balances[member] = 0 if row is None else int(row[0])
+        balance = balances[member] = balances[member] + points
         tx.execute(
             "INSERT INTO points_balances (member_id, balance) VALUES (?, ?) "
             "ON CONFLICT (member_id) DO UPDATE SET balance = excluded.balance",
             (member, balance),
         )
-        seq_row = tx.fetchone(
-            "SELECT COUNT(*) FROM points_entries WHERE member_id = ? AND position = ?",
-            (member, position),
-        )
+        # entries at one position are all written while applying that event: in this tx
+        seqs: dict[tuple[str, int], int] = tx.memo.setdefault("points_history.seq", {})
+        seq = seqs[member, position] = seqs.get((member, position), -1) + 1
         tx.execute(
             "INSERT INTO points_entries (member_id, position, seq, at, kind, points, balance, "
             "reason, cause, lots) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 member,
                 position,
-                int(seq_row[0]) if seq_row else 0,
+                seq,
                 event.timestamp.isoformat(),
                 kind,
                 points,

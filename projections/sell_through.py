@@ -13,8 +13,8 @@ from typing import Any
 from domain.clock import SHANGHAI
 from domain.principal import path_within
 from domain.units import Unit
+from projections.partners import partner_path as path_of
 from projections.partners import scope_clause
-from projections.trace import partner_path as path_of
 from projections.views import Tx
 
 

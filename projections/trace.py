@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from domain.units import Case, Unit, UnitState
-from projections.partners import scope_clause
+from projections.partners import partner_path, scope_clause
 from projections.views import Tx
 
 _json = msgspec.json.Encoder()
@@ -43,10 +43,7 @@ STATE_COLUMNS = (
 )
 
 
-def partner_path(tx: Tx, code: str) -> str:
-    """The materialised path of partner ``code`` (the partners view is applied first)."""
-    row = tx.fetchone("SELECT path FROM partners WHERE code = ?", (code,))
-    return code if row is None else str(row[0])
+CODES_CACHED_MAX = 1_000_000
 
 
 class TraceView:
@@ -73,6 +70,12 @@ class TraceView:
         ),
     }
     indexes: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        # aggregate id -> outer code: fixed by the commissioning event, so it may outlive a
+        # transaction (unlike anything else a read model reads)
+        self._codes: dict[str, str] = {}
+
     topics: frozenset[str] = frozenset(
         {
             Unit.Commissioned.TOPIC,
@@ -95,8 +98,9 @@ class TraceView:
     def apply(self, tx: Tx, event: Any, position: int) -> None:
         if isinstance(event, (Unit.Commissioned, Unit.Surfaced, Case.Commissioned)):
             _commissioned(tx, event, position)
+            self._remember(str(event.originator_id), event.serial)
             return
-        code = _code_of(tx, event)
+        code = self._code_of(tx, event)
         if code is None:
             return
         if isinstance(event, (Unit.Shipped, Case.Shipped)):
@@ -122,23 +126,59 @@ class TraceView:
         elif isinstance(event, Unit.Scanned):
             _scanned(tx, code, event, position)
 
+    def _remember(self, item: str, code: str) -> None:
+        if len(self._codes) >= CODES_CACHED_MAX:
+            self._codes.clear()
+        self._codes[item] = code
+
+    def _code_of(self, tx: Tx, event: Any) -> str | None:
+        item = str(event.originator_id)
+        code = self._codes.get(item)
+        if code is None:
+            row = tx.fetchone("SELECT code FROM trace_codes WHERE id = ?", (item,))
+            if row is None:
+                return None
+            code = str(row[0])
+            self._remember(item, code)
+        return code
+
 
 # -- applying --------------------------------------------------------------------
+# Owner and destination of the codes this transaction wrote or read are remembered in
+# ``tx.memo`` (every write of those columns is in this module), saving a round trip per
+# receive or pack of goods that moved earlier in the same batch.
+
+_OWNERS = "trace.owner"
+_DESTINATIONS = "trace.destination"
 
 
-def _code_of(tx: Tx, event: Any) -> str | None:
-    row = tx.fetchone("SELECT code FROM trace_codes WHERE id = ?", (str(event.originator_id),))
-    return None if row is None else str(row[0])
+def _column(tx: Tx, memo: str, column: str, code: str) -> str | None:
+    known: dict[str, str | None] = tx.memo.setdefault(memo, {})
+    if code in known:
+        return known[code]
+    row = tx.fetchone(f"SELECT {column} FROM trace_codes WHERE code = ?", (code,))
+    value = known[code] = None if row is None else row[0]
+    return value
 
 
 def _owner(tx: Tx, code: str) -> str | None:
-    row = tx.fetchone("SELECT owner FROM trace_codes WHERE code = ?", (code,))
-    return None if row is None else row[0]
+    return _column(tx, _OWNERS, "owner", code)
 
 
 def _destination(tx: Tx, code: str) -> str | None:
-    row = tx.fetchone("SELECT destination FROM trace_codes WHERE code = ?", (code,))
-    return None if row is None else row[0]
+    return _column(tx, _DESTINATIONS, "destination", code)
+
+
+def _wrote(
+    tx: Tx, codes: Iterable[str], *, owner: str | None = None, destination: str | None = None
+) -> None:
+    """Remember what this transaction just wrote (``owner`` unchanged when None)."""
+    owners = tx.memo.setdefault(_OWNERS, {})
+    destinations = tx.memo.setdefault(_DESTINATIONS, {})
+    for code in codes:
+        if owner is not None:
+            owners[code] = owner
+        destinations[code] = destination
 
 
 def _commissioned(tx: Tx, event: Any, position: int) -> None:
@@ -160,6 +200,7 @@ def _commissioned(tx: Tx, event: Any, position: int) -> None:
             position,
         ),
     )
+    _wrote(tx, [event.serial], owner=event.owner)
     if event.owner is not None:
         _add_step(tx, event.serial, event, position, "commission", event.owner, {})
         _add_holders(tx, [event.serial], event.owner, position)
@@ -179,6 +220,7 @@ def _shipped(
         f"UPDATE trace_codes SET state = ?, destination = ?, position = ?{dealer} WHERE code = ?",
         [(*params, *extra, code) for code in codes],
     )
+    _wrote(tx, codes, destination=event.to)
     _add_holders(tx, codes, event.to, position)
 
 
@@ -198,6 +240,9 @@ def _received(
         "WHERE code = ?",
         [(UnitState.IN_STOCK.value, receiver, position, code) for code in codes],
     )
+    if receiver is None:
+        tx.memo.get(_OWNERS, {}).update(dict.fromkeys(codes))
+    _wrote(tx, codes, owner=receiver)
     if receiver is not None:
         _add_holders(tx, codes, receiver, position)
 
@@ -218,6 +263,8 @@ def _unit_unpacked(tx: Tx, code: str, event: Any, position: int) -> None:
         "dealer = ?, position = ? WHERE code = ?",
         (event.state, event.owner, event.destination, event.dealer, position, code),
     )
+    tx.memo.setdefault(_OWNERS, {})[code] = event.owner
+    _wrote(tx, [code], destination=event.destination)
 
 
 def _sold(tx: Tx, code: str, event: Any, position: int) -> None:
@@ -228,6 +275,7 @@ def _sold(tx: Tx, code: str, event: Any, position: int) -> None:
         "dealer = ?, position = ? WHERE code = ?",
         (UnitState.SOLD.value, event.store, event.dealer, position, code),
     )
+    _wrote(tx, [code], owner=event.store)
     _add_holders(tx, [code], event.store, position)
 
 

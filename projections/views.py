@@ -24,7 +24,16 @@ PG_POOL_SIZE_MAX = 8
 
 
 class Tx(Protocol):
+    """One transaction on the read-model store.
+
+    ``memo`` lives exactly as long as the transaction: a read model may remember there
+    what it read or wrote in this batch (the engine holds the write lock for the whole
+    transaction, so nothing else changes those rows meanwhile). Nothing read-model
+    related may outlive the transaction unless it is a pure function of the events
+    (another engine may apply the next batch)."""
+
     dialect: str
+    memo: dict[Any, Any]
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
 
@@ -40,6 +49,7 @@ class SqliteTx:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self.memo: dict[Any, Any] = {}
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._conn.execute(sql, params)
@@ -61,6 +71,8 @@ class PostgresTx:
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
+        self._cur = conn.cursor()  # one cursor for the transaction: cheaper than one each
+        self.memo: dict[Any, Any] = {}
 
     @classmethod
     def _sql(cls, sql: str) -> str:
@@ -70,19 +82,18 @@ class PostgresTx:
         return converted
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._conn.execute(self._sql(sql), params)
+        self._cur.execute(self._sql(sql), params)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            with self._conn.cursor() as cur:
-                cur.executemany(self._sql(sql), rows)
+            self._cur.executemany(self._sql(sql), rows)
 
     def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        row = self._conn.execute(self._sql(sql), params).fetchone()
+        row = self._cur.execute(self._sql(sql), params).fetchone()
         return None if row is None else tuple(row)
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self._conn.execute(self._sql(sql), params).fetchall()]
+        return [tuple(r) for r in self._cur.execute(self._sql(sql), params).fetchall()]
 
 
 class ViewStore:

@@ -9,11 +9,13 @@ from typing import Any
 
 from domain.codes import unit_codes
 from domain.draws import CampaignSpec, Prize
-from domain.handlers import draws, members
+from domain.handlers import draws, members, orders
+from domain.handlers.orders import LineRequest, OrderRequest
 from domain.handlers.scans import ScanRequest, scan
 from domain.identity import batch_id
 from domain.point_rules import PointRuleSet, publish_point_rules
 from domain.principal import HQ_CODE, Principal, Role, hq_admin
+from domain.splits import Fulfilment
 from domain.tasks import TaskSpec, publish_task
 from domain.tiers import DEFAULT_TIERS, publish_tier_policy
 from projections.store import Store
@@ -69,11 +71,19 @@ def _tasks_in_progress(store: Store, now: Any) -> list[str]:
     members.enrol_distributor(ledger, hq, "demo-member-1-1", "R-SH-01")
     code = _consumer_code(store, "LIQ-500", 5)
     scan(ledger, gateway, ScanRequest("demo-invitee", code, "demo-invitee-1", referrer="R-SH-01"))
-    # A clerk's sales task: two units sold to members the clerk referred.
+    # A clerk's sales task: two units sold to members the clerk referred...
     for i in (6, 7):
         code = _consumer_code(store, "LIQ-500", i)
         request = ScanRequest(f"demo-clerk-{i}", code, f"demo-clerk-buyer-{i}", referrer="C-SH-01")
         scan(ledger, gateway, request)
+    # ...and one ordered online by one of them (it counts), whose scan of the unit
+    # afterwards is matched to the order, not counted again: 3 of 5.
+    line = (LineRequest("LIQ-500", 1, 49900),)
+    order = OrderRequest("DEMO-O-CLERK-1", "demo-clerk-buyer-6", line, Fulfilment.PICKUP)
+    placed = orders.place_order(ledger, gateway, order, lambda _lat, _lng: [])
+    orders.pay(ledger, gateway, order.order_id, "demo-pay-DEMO-O-CLERK-1", placed.answer["total"])
+    code = _consumer_code(store, "LIQ-500", 8)
+    scan(ledger, gateway, ScanRequest("demo-clerk-order-scan", code, "demo-clerk-buyer-6"))
     return [s.task_id for s in specs]
 
 

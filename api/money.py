@@ -169,6 +169,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         f"positions {report['from_position']}..{report['to_position']}: "
         f"payments {totals['payments']} = shares {totals['shares_booked']}; "
         f"refunds {totals['refunds']} = reversals {totals['reversals']}; "
+        f"task rewards {totals['task_rewards']}; "
         f"trial balance {totals['trial_balance']}; "
         f"{len(report['instructions_without_receipts'])} instructions without receipts"
     )

@@ -16,6 +16,12 @@ accounts are the outside world and run negative or positive without limit):
   before and after the return window closed (may go negative: a visible debt);
 - ``partner:<code>:withdrawal:requested`` / ``...:approved``: payouts on their way;
 - ``world:payouts``: what was paid out to partners.
+
+Besides orders and withdrawals, a completed clerk task pays its reward from the brand to
+the clerk (``ClerkTaskProgress.RewardPaid``): ``partner:HQ:available`` ->
+``partner:<clerk>:available``. A reward has no return window (a completed task is never
+un-completed), so it is available at once, like settled income; the brand's available
+income pays for it (and may go negative: a visible debt).
 """
 
 from __future__ import annotations
@@ -132,3 +138,9 @@ def settlement_postings(net_shares: Mapping[str, int], receivers: Mapping[str, s
             for role in net_shares
         )
     )
+
+
+def task_reward_postings(brand: str, clerk: str, amount: int) -> Postings:
+    """A completed clerk task's reward: the brand's available income to the clerk's."""
+    assert amount > 0 and brand != clerk
+    return balanced(transfer(available(brand), available(clerk), amount))

@@ -8,12 +8,44 @@ Member tasks, rewarded once on completion with a lot of points (source ``task``)
   member enrolled as a distributor) who then scan within the period.
 
 Clerk tasks: ``sell_units`` of ``sku``: ``target`` units within the period, counted per
-clerk on its own aggregate (one per task and clerk: no hot aggregate). A unit counts
-for the clerk when a member the clerk referred makes its first consumer scan (and,
-once wired, per unit of a paid order attributed to the clerk). Progress is visible to
-the clerk and its store (read model); completion records the reward in fen.
+clerk on its own aggregate (one per task and clerk: no hot aggregate). Progress is
+visible to the clerk and its store (read model). What counts, within the task's period
+``[starts_at, ends_at)``:
 
-The task board is one aggregate HQ writes when it publishes a task; scans only read it.
+- **orders**: when an order attributed to the clerk is paid (its distributor, i.e. the
+  member's permanent referrer or else the order's ``referrer``, is a clerk partner),
+  the quantities of its lines whose SKU is the task's SKU count at once;
+- **first scans**: when a member the clerk referred makes the first consumer scan of a
+  unit of the SKU, that unit counts, **unless the member has order credit**.
+
+No double counting. Orders do not name units (no serials), so a unit bought through an
+order and later scanned by its buyer cannot be recognised by identity. The rule: the
+units an order counted for a member become that member's *order credit* on the clerk's
+aggregate; a later first scan of the SKU by the same member uses one unit of credit
+(``ScanMatched``, recorded, not counted) instead of counting again; a scan with no
+credit left counts. The consumer code is hidden under the cap, so a unit is scanned
+after it was bought: the buyer's scans after an order are presumed to be the order's
+units first. A unit recorded as a counter sale by the store and also handed over for
+an order (pickup from the store's stock) is therefore not counted twice either.
+Known limits: a unit given away and scanned by another member the same clerk referred
+counts again (it carries no credit); after HQ rebinds a member's referrer, the new
+clerk's aggregate has no credit for the member's earlier orders.
+
+Refunds: a refund of an order that counted takes back, cumulatively and in proportion
+to the amount refunded (refunds name an amount, not lines), ``floor(units x refunded /
+paid)`` of the units the order counted (``Reversed``), and the member's credit never
+exceeds the units of its counted orders not refunded. A completed task is never
+un-completed: refunds after completion change nothing, and the reward stays paid.
+
+Completion (``Completed``, once) pays ``reward_fen`` (if above zero) in the same
+transaction: ``RewardPaid`` carries balanced postings moving the reward from the
+brand's available income to the clerk's (``partner:HQ:available`` ->
+``partner:<clerk>:available``; a reward has no return window), names the completion
+event (``<aggregate id>:<version>``), and the clerk's payout account is credited the
+same amount so the clerk can withdraw it.
+
+The task board is one aggregate HQ writes when it publishes a task; scans and payments
+only read it.
 """
 
 from __future__ import annotations
@@ -31,14 +63,19 @@ from domain.identity import keyed_id, namespace, partner_id
 from domain.ledger import GLOBAL_SCOPE, Ledger, Outcome, RequestKey, UnitOfWork
 from domain.loyalty import TaskCompleted, TaskProgressed
 from domain.members import Member
+from domain.money import Postings, task_reward_postings
 from domain.points import earn
-from domain.principal import Principal, Role
+from domain.principal import HQ_CODE, Principal, Role
 from domain.tiers import current_tiers, upgrade_if_crossed
+from domain.units import event_ref
+from domain.withdrawals import payout_account
 
 TASK_BOARD_ID = namespace("task-board")
 NS_CLERK_PROGRESS = namespace("clerk-task-progress")
 MEMBER_KINDS = frozenset({"scan_distinct", "first_order", "invite"})
 CLERK_KINDS = frozenset({"sell_units"})
+SOURCE_SCAN = "scan"
+SOURCE_ORDER = "order"
 TARGET_MAX = 100_000
 REWARD_POINTS_MAX = 1_000_000
 REWARD_FEN_MAX = 10_000_000
@@ -170,13 +207,63 @@ class ClerkTaskProgress(Aggregate):
         target: int
 
     class Progressed(Aggregate.Event):
+        """Units counted: by a first scan (``source`` scan) or a paid order (``order``)."""
+
         TOPIC = "siyu.ClerkTaskProgress.Progressed"
+        class_version = 2
         units: int
+        cause: str
+        by: str
+        source: str  # new in version 2: scan | order
+        member_id: str | None  # new in version 2: the scanning or ordering member
+        order_id: str | None  # new in version 2: the order that counted
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Version 1 counted first scans only and named no member.
+            state["source"] = SOURCE_SCAN
+            state["member_id"] = None
+            state["order_id"] = None
+
+        def apply(self, progress: Any) -> None:
+            progress.units += self.units
+            if self.source == SOURCE_ORDER:
+                assert self.member_id is not None and self.order_id is not None
+                progress.orders[self.order_id] = [self.member_id, self.units, 0]
+                progress.credit[self.member_id] = (
+                    progress.credit.get(self.member_id, 0) + self.units
+                )
+
+    class ScanMatched(Aggregate.Event):
+        """A first scan by a member with order credit: a unit an order already counted."""
+
+        TOPIC = "siyu.ClerkTaskProgress.ScanMatched"
+        member_id: str
         cause: str
         by: str
 
         def apply(self, progress: Any) -> None:
-            progress.units += self.units
+            left = progress.credit.get(self.member_id, 0) - 1
+            assert left >= 0, "a scan is matched only against order credit"
+            progress.credit[self.member_id] = left
+
+    class Reversed(Aggregate.Event):
+        """A refund took back units an order had counted (the task not yet completed)."""
+
+        TOPIC = "siyu.ClerkTaskProgress.Reversed"
+        order_id: str
+        refund_id: str
+        units: int
+        by: str
+
+        def apply(self, progress: Any) -> None:
+            counted = progress.orders[self.order_id]
+            counted[2] += self.units
+            assert self.units > 0 and counted[2] <= counted[1], "never beyond what was counted"
+            progress.units -= self.units
+            member = counted[0]
+            kept = sum(u - t for m, u, t in progress.orders.values() if m == member)
+            progress.credit[member] = min(progress.credit.get(member, 0), kept)
 
     class Completed(Aggregate.Event):
         TOPIC = "siyu.ClerkTaskProgress.Completed"
@@ -186,6 +273,20 @@ class ClerkTaskProgress(Aggregate):
         def apply(self, progress: Any) -> None:
             progress.completed = True
 
+    class RewardPaid(Aggregate.Event):
+        """The completion's reward, brand -> clerk (available income), with its postings."""
+
+        TOPIC = "siyu.ClerkTaskProgress.RewardPaid"
+        task_id: str
+        clerk: str
+        amount: int
+        completion: str  # the Completed event: <aggregate id>:<version>
+        postings: Postings
+        by: str
+
+        def apply(self, progress: Any) -> None:
+            progress.reward_paid = self.amount
+
     def __init__(self, task_id: str, clerk: str, sku: str, target: int) -> None:
         self.task_id = task_id
         self.clerk = clerk
@@ -193,6 +294,11 @@ class ClerkTaskProgress(Aggregate):
         self.target = target
         self.units = 0
         self.completed = False
+        self.reward_paid = 0
+        # order id -> [member id, units counted, units taken back by refunds]
+        self.orders: dict[str, list[Any]] = {}
+        # member id -> units its counted orders brought that no first scan matched yet
+        self.credit: dict[str, int] = {}
 
 
 def board(uow: UnitOfWork) -> TaskBoard | None:
@@ -283,7 +389,7 @@ def on_first_scan(uow: UnitOfWork, member: Member, sku: str, cause: str, by: str
         partner = uow.find(Partner, partner_id(referrer))
         if partner is not None and partner.kind is PartnerKind.CLERK:
             for task in sales:
-                progress_clerk_task(uow, task, referrer, 1, cause, by)
+                count_clerk_scan(uow, task, referrer, member.member_id, cause, by)
     return completed
 
 
@@ -318,10 +424,8 @@ def on_first_order(uow: UnitOfWork, member: Member, order_id: str, by: str) -> l
     return completed
 
 
-def progress_clerk_task(
-    uow: UnitOfWork, task: TaskSpec, clerk: str, units: int, cause: str, by: str
-) -> bool:
-    assert task.sku is not None and units > 0
+def _clerk_progress(uow: UnitOfWork, task: TaskSpec, clerk: str) -> ClerkTaskProgress:
+    assert task.sku is not None
     progress = uow.find(ClerkTaskProgress, clerk_progress_id(task.task_id, clerk))
     if progress is None:
         progress = ClerkTaskProgress._create(
@@ -334,17 +438,158 @@ def progress_clerk_task(
             target=task.target,
         )
         uow.add(progress)
+    return progress
+
+
+def progress_clerk_task(
+    uow: UnitOfWork,
+    task: TaskSpec,
+    clerk: str,
+    units: int,
+    cause: str,
+    by: str,
+    *,
+    source: str = SOURCE_SCAN,
+    member_id: str | None = None,
+    order_id: str | None = None,
+) -> bool:
+    """Count ``units`` for the clerk; complete (and pay the reward) on reaching the target.
+    Returns True if this completed the task."""
+    assert units > 0 and source in (SOURCE_SCAN, SOURCE_ORDER)
+    progress = _clerk_progress(uow, task, clerk)
     if progress.completed:
         return False
     progress.trigger_event(
-        ClerkTaskProgress.Progressed, timestamp=uow.now, units=units, cause=cause, by=by
+        ClerkTaskProgress.Progressed,
+        timestamp=uow.now,
+        units=units,
+        cause=cause,
+        by=by,
+        source=source,
+        member_id=member_id,
+        order_id=order_id,
     )
     if progress.units < task.target:
         return False
+    _complete(uow, progress, task, by)
+    return True
+
+
+def _complete(uow: UnitOfWork, progress: ClerkTaskProgress, task: TaskSpec, by: str) -> None:
     progress.trigger_event(
         ClerkTaskProgress.Completed, timestamp=uow.now, reward_fen=task.reward_fen, by=by
     )
-    return True
+    if task.reward_fen == 0:
+        return
+    completion = event_ref(progress.pending_events[-1])
+    progress.trigger_event(
+        ClerkTaskProgress.RewardPaid,
+        timestamp=uow.now,
+        task_id=task.task_id,
+        clerk=progress.clerk,
+        amount=task.reward_fen,
+        completion=completion,
+        postings=task_reward_postings(HQ_CODE, progress.clerk, task.reward_fen),
+        by=by,
+    )
+    # The payout account guards withdrawals: it gains what the postings made available.
+    payout_account(uow, progress.clerk).credit_task_reward(
+        task.task_id, completion, task.reward_fen, uow.now
+    )
+
+
+def count_clerk_scan(
+    uow: UnitOfWork, task: TaskSpec, clerk: str, member_id: str, cause: str, by: str
+) -> bool:
+    """A first scan of the task's SKU by a member the clerk referred: it counts, unless the
+    member has order credit (a unit an order already counted). True if it completed."""
+    progress = uow.find(ClerkTaskProgress, clerk_progress_id(task.task_id, clerk))
+    if progress is not None and progress.completed:
+        return False
+    if progress is not None and progress.credit.get(member_id, 0) > 0:
+        progress.trigger_event(
+            ClerkTaskProgress.ScanMatched,
+            timestamp=uow.now,
+            member_id=member_id,
+            cause=cause,
+            by=by,
+        )
+        return False
+    return progress_clerk_task(uow, task, clerk, 1, cause, by, member_id=member_id)
+
+
+def count_clerk_order(uow: UnitOfWork, order: Any, payment_id: str, by: str) -> list[str]:
+    """A paid order attributed to a clerk: its units of each active ``sell_units`` task's
+    SKU count for that clerk. Returns the tasks it completed. Call after ``order.pay``."""
+    clerk = order.distributor
+    if clerk is None:
+        return []
+    found = board(uow)
+    if found is None:
+        return []
+    units_of = _units_by_sku(order)
+    tasks = [t for t in found.active(uow.now, "sell_units") if units_of.get(t.sku or "", 0)]
+    if not tasks:
+        return []
+    partner = uow.find(Partner, partner_id(clerk))
+    if partner is None or partner.kind is not PartnerKind.CLERK:
+        return []
+    completed: list[str] = []
+    for task in tasks:
+        progress = uow.find(ClerkTaskProgress, clerk_progress_id(task.task_id, clerk))
+        if progress is not None and order.order_id in progress.orders:
+            continue  # counted once per order (a payment happens once anyway)
+        cause = f"order {order.order_id} payment {payment_id}"
+        done = progress_clerk_task(
+            uow,
+            task,
+            clerk,
+            units_of[task.sku or ""],
+            cause,
+            by,
+            source=SOURCE_ORDER,
+            member_id=order.member_id,
+            order_id=order.order_id,
+        )
+        if done:
+            completed.append(task.task_id)
+    return completed
+
+
+def take_back_clerk_order(uow: UnitOfWork, order: Any, refund_id: str, by: str) -> None:
+    """A refund of an order that counted for a clerk task not yet completed: take back
+    ``floor(units x refunded / paid)`` cumulatively. Call after ``order.refund``."""
+    clerk = order.distributor
+    if clerk is None or order.paid <= 0:
+        return
+    found = board(uow)
+    if found is None:
+        return
+    units_of = _units_by_sku(order)
+    for task in found.tasks.values():
+        if task.kind != "sell_units" or not units_of.get(task.sku or "", 0):
+            continue
+        progress = uow.find(ClerkTaskProgress, clerk_progress_id(task.task_id, clerk))
+        if progress is None or progress.completed or order.order_id not in progress.orders:
+            continue
+        _member, counted, taken = progress.orders[order.order_id]
+        due = counted * min(order.refunded, order.paid) // order.paid
+        if due > taken:
+            progress.trigger_event(
+                ClerkTaskProgress.Reversed,
+                timestamp=uow.now,
+                order_id=order.order_id,
+                refund_id=refund_id,
+                units=due - taken,
+                by=by,
+            )
+
+
+def _units_by_sku(order: Any) -> dict[str, int]:
+    units: dict[str, int] = {}
+    for sku, qty, _price, _category in order.lines:
+        units[sku] = units.get(sku, 0) + qty
+    return units
 
 
 def member_uuid(uow: UnitOfWork, external_id: str) -> UUID:

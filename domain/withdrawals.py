@@ -3,9 +3,10 @@
 Balances are projections of postings, but a withdrawal must be checked exactly at the
 moment it is requested, so each partner (never the brand: HQ keeps its share, it does
 not withdraw from itself) has this small aggregate of its own. Its ``available`` is the
-settled income (credited by settlement runs, a batch process, not per request) minus
-reversals of refunds after settlement, minus withdrawals requested and not rejected:
-the same amount the postings put in ``partner:<code>:available``.
+settled income (credited by settlement runs, a batch process, not per request) plus
+clerk task rewards (credited with the task's completion) minus reversals of refunds
+after settlement, minus withdrawals requested and not rejected: the same amount the
+postings put in ``partner:<code>:available``.
 
 A withdrawal: requested by the partner (or HQ for it), approved or rejected by HQ,
 then paid. Each step is an event with balanced postings.
@@ -88,6 +89,17 @@ class PayoutAccount(Aggregate):
         def apply(self, account: Any) -> None:
             account.available -= self.amount
 
+    class TaskRewardCredited(Aggregate.Event):
+        """A clerk task's reward became available (the task's RewardPaid event posts)."""
+
+        TOPIC = "siyu.PayoutAccount.TaskRewardCredited"
+        task_id: str
+        completion: str
+        amount: int
+
+        def apply(self, account: Any) -> None:
+            account.available += self.amount
+
     class WithdrawalRequested(Aggregate.Event):
         TOPIC = "siyu.PayoutAccount.WithdrawalRequested"
         withdrawal_id: str
@@ -150,6 +162,16 @@ class PayoutAccount(Aggregate):
         assert amount > 0
         self.trigger_event(
             self.SettlementCredited, timestamp=at, run_id=run_id, orders=orders, amount=amount
+        )
+
+    def credit_task_reward(self, task_id: str, completion: str, amount: int, at: datetime) -> None:
+        assert amount > 0
+        self.trigger_event(
+            self.TaskRewardCredited,
+            timestamp=at,
+            task_id=task_id,
+            completion=completion,
+            amount=amount,
         )
 
     def debit_refund(self, order_id: str, refund_id: str, amount: int, at: datetime) -> None:

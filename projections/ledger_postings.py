@@ -8,7 +8,10 @@ replaying the store.
   bucket the account belongs to (if any), the order, the kind of event;
 - ``ledger_entries``: one row per money event: its kind, order, stated amount, own
   time and the running maximum of the times of every money event up to it (the
-  monotonic index that maps "as of T" to a position: see ``position_at``);
+  monotonic index that maps "as of T" to a position: see ``position_at``), and for
+  events not about an order, why (``reason``) and the event that caused it (``ref``,
+  ``<aggregate id>:<version>``): a clerk task's reward names its task and the task's
+  ``Completed`` event;
 - ``ledger_windows``: when each order's return window closes (known from the
   position that fulfilled it), for "available as of T".
 
@@ -24,6 +27,7 @@ from typing import Any
 
 from domain.money import assert_balanced, partner_of
 from domain.orders import Order
+from domain.tasks import ClerkTaskProgress
 from domain.withdrawals import PayoutAccount
 from projections.views import Tx
 
@@ -37,6 +41,7 @@ KIND_OF: dict[type, str] = {
     PayoutAccount.WithdrawalApproved: "withdrawal_approved",
     PayoutAccount.WithdrawalRejected: "withdrawal_rejected",
     PayoutAccount.WithdrawalPaid: "withdrawal_paid",
+    ClerkTaskProgress.RewardPaid: "task_reward",
 }
 
 
@@ -52,7 +57,7 @@ def from_micros(us: int) -> datetime:
 
 class LedgerPostings:
     name: str = "ledger"
-    version: int = 1
+    version: int = 2  # 2: task rewards; reason and ref on entries
     tables: dict[str, str] = {
         "ledger_postings": (
             "CREATE TABLE IF NOT EXISTS ledger_postings ("
@@ -63,7 +68,8 @@ class LedgerPostings:
         "ledger_entries": (
             "CREATE TABLE IF NOT EXISTS ledger_entries ("
             "position BIGINT PRIMARY KEY, kind TEXT NOT NULL, order_id TEXT, "
-            "amount BIGINT NOT NULL, at_us BIGINT NOT NULL, running_max_us BIGINT NOT NULL)"
+            "amount BIGINT NOT NULL, at_us BIGINT NOT NULL, running_max_us BIGINT NOT NULL, "
+            "reason TEXT, ref TEXT)"
         ),
         "ledger_windows": (
             "CREATE TABLE IF NOT EXISTS ledger_windows ("
@@ -99,10 +105,11 @@ class LedgerPostings:
         )
         running_max = at_us if row is None else max(int(row[0]), at_us)
         stated = _stated_amount(event)
+        reason, ref = _reason(event)
         tx.execute(
-            "INSERT INTO ledger_entries (position, kind, order_id, amount, at_us, running_max_us) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (position, kind, order_id, stated, at_us, running_max),
+            "INSERT INTO ledger_entries (position, kind, order_id, amount, at_us, running_max_us, "
+            "reason, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (position, kind, order_id, stated, at_us, running_max, reason, ref),
         )
         rows = []
         for seq, (account, asset, amount) in enumerate(postings):
@@ -132,6 +139,13 @@ def _stated_amount(event: Any) -> int:
     if isinstance(event, Order.Settled):
         return sum(event.net.values())
     return int(event.amount)
+
+
+def _reason(event: Any) -> tuple[str | None, str | None]:
+    """Why money moved, for events that are not about an order, and the causing event."""
+    if isinstance(event, ClerkTaskProgress.RewardPaid):
+        return f"clerk task {event.task_id} completed", event.completion
+    return None, None
 
 
 def _window(tx: Tx, order_id: str, due_at: datetime, position: int) -> None:

@@ -12,8 +12,7 @@ from domain.distributor_levels import DistributorStanding
 from domain.draws import DrawCampaign, PrizeStock
 from domain.loyalty import DrawMade
 from domain.tasks import ClerkTaskProgress, TaskBoard
-from projections.partners import scope_clause
-from projections.trace import partner_path
+from projections.partners import partner_path, scope_clause
 from projections.views import Tx
 
 _json = msgspec.json.Encoder()
@@ -64,6 +63,7 @@ class LoyaltyProgramsView:
             TaskBoard.Published.TOPIC,
             ClerkTaskProgress.Started.TOPIC,
             ClerkTaskProgress.Progressed.TOPIC,
+            ClerkTaskProgress.Reversed.TOPIC,
             ClerkTaskProgress.Completed.TOPIC,
             DrawCampaign.Opened.TOPIC,
             DrawCampaign.Closed.TOPIC,
@@ -112,6 +112,11 @@ class LoyaltyProgramsView:
         elif isinstance(event, ClerkTaskProgress.Progressed):
             tx.execute(
                 "UPDATE clerk_task_progress SET units = units + ?, position = ? WHERE id = ?",
+                (event.units, position, oid),
+            )
+        elif isinstance(event, ClerkTaskProgress.Reversed):
+            tx.execute(
+                "UPDATE clerk_task_progress SET units = units - ?, position = ? WHERE id = ?",
                 (event.units, position, oid),
             )
         elif isinstance(event, ClerkTaskProgress.Completed):

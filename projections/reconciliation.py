@@ -7,6 +7,9 @@ Over the money events at positions ``(start, end]``:
 - payments = shares booked: each payment's amount equals the shares it put into
   partners' income;
 - refunds = reversals: each refund's amount equals the shares it took back;
+- task rewards are transfers: each clerk task reward credits partners exactly its stated
+  amount and takes it from partners (the brand) in the same event, so partners' income
+  as a whole neither grows nor shrinks;
 - every paid order has its split: a payment entry in the ledger for every order the
   orders view shows paid, and every store's collection account nets to zero per order
   (what was collected was split, what was refunded was reversed);
@@ -75,6 +78,34 @@ def _stated_vs_shares(tx: Tx, kind: str, start: int, end: int) -> tuple[int, int
                 )
             )
     return stated, moved, breaches
+
+
+def _task_rewards(tx: Tx, start: int, end: int) -> tuple[int, list[dict[str, Any]]]:
+    rows = tx.fetchall(
+        "SELECT e.position, e.amount, e.ref, "
+        "(SELECT COALESCE(SUM(p.amount), 0) FROM ledger_postings p "
+        "WHERE p.position = e.position AND p.partner IS NOT NULL AND p.amount > 0), "
+        "(SELECT COALESCE(SUM(p.amount), 0) FROM ledger_postings p "
+        "WHERE p.position = e.position AND p.partner IS NOT NULL) "
+        "FROM ledger_entries e WHERE e.kind = 'task_reward' AND e.position > ? "
+        "AND e.position <= ? ORDER BY e.position",
+        (start, end),
+    )
+    total = 0
+    breaches: list[dict[str, Any]] = []
+    for position, amount, ref, credited, net in rows:
+        total += int(amount)
+        if (int(credited) != int(amount) or int(net) != 0) and len(breaches) < EVIDENCE_MAX:
+            breaches.append(
+                _breach(
+                    "task_reward_paid",
+                    f"a task reward of {int(amount)} fen credited {int(credited)} fen "
+                    f"and moved {int(net)} fen net",
+                    [int(position)],
+                    ref=ref,
+                )
+            )
+    return total, breaches
 
 
 def _orders_without_split(tx: Tx, start: int, end: int) -> list[dict[str, Any]]:
@@ -148,7 +179,9 @@ def reconcile(tx: Tx, start: int, end: int) -> dict[str, Any]:
             breaches.append(_breach("trial_balance", f"{asset} accounts sum to {total}", evidence))
     payments, shares_booked, payment_breaches = _stated_vs_shares(tx, "payment", start, end)
     refunds, reversals, refund_breaches = _stated_vs_shares(tx, "refund", start, end)
-    breaches += payment_breaches + refund_breaches + _orders_without_split(tx, start, end)
+    task_rewards, reward_breaches = _task_rewards(tx, start, end)
+    breaches += payment_breaches + refund_breaches + reward_breaches
+    breaches += _orders_without_split(tx, start, end)
     open_items = _open_instructions(tx, end)
     return {
         "ok": not breaches,
@@ -159,6 +192,7 @@ def reconcile(tx: Tx, start: int, end: int) -> dict[str, Any]:
             "shares_booked": shares_booked,
             "refunds": refunds,
             "reversals": reversals,
+            "task_rewards": task_rewards,
             "trial_balance": trial,
         },
         "breaches": breaches,

@@ -1,10 +1,12 @@
 """A partner's statement for a period: opening, every line, closing.
 
 Amounts are the partner's pending plus available (API.md); a line is one money event
-that changed them, linked to its event position and order. The period ``[from, to)``
-maps to positions through the ledger's time index, so opening + lines = closing
-exactly, and the same period always gives the same statement. Days are Asia/Shanghai
-calendar days: a bare date ``2024-06-01`` is that day's midnight in Shanghai.
+that changed them, linked to its event position and order; a line not about an order
+(a clerk task's reward) says why (``reason``) and names its causing event (``ref``).
+The period ``[from, to)`` maps to positions through the ledger's time index, so
+opening + lines = closing exactly, and the same period always gives the same
+statement. Days are Asia/Shanghai calendar days: a bare date ``2024-06-01`` is that
+day's midnight in Shanghai.
 """
 
 from __future__ import annotations
@@ -37,13 +39,14 @@ def statement(
     """Lines at positions in ``(start, end]`` (a page of them after ``after``)."""
     assert 0 < limit <= LINES_MAX and start <= end
     rows = tx.fetchall(
-        "SELECT p.position, e.at_us, p.order_id, p.kind, "
+        "SELECT p.position, e.at_us, p.order_id, p.kind, e.reason, e.ref, "
         "SUM(CASE WHEN p.bucket = 'pending' THEN p.amount ELSE 0 END), "
         "SUM(CASE WHEN p.bucket = 'available' THEN p.amount ELSE 0 END) "
         "FROM ledger_postings p JOIN ledger_entries e ON e.position = p.position "
         "WHERE p.partner = ? AND p.position > ? AND p.position <= ? "
         "AND p.bucket IN ('pending', 'available') "
-        "GROUP BY p.position, e.at_us, p.order_id, p.kind ORDER BY p.position LIMIT ?",
+        "GROUP BY p.position, e.at_us, p.order_id, p.kind, e.reason, e.ref "
+        "ORDER BY p.position LIMIT ?",
         (partner, max(start, after or 0), end, limit),
     )
     lines = [
@@ -55,8 +58,10 @@ def statement(
             "amount": int(pending) + int(available),
             "pending": int(pending),
             "available": int(available),
+            "reason": reason,
+            "ref": ref,
         }
-        for position, at_us, order_id, kind, pending, available in rows
+        for position, at_us, order_id, kind, reason, ref, pending, available in rows
     ]
     opening, closing = _total(tx, partner, start), _total(tx, partner, end)
     return {

@@ -1,6 +1,8 @@
 """What a paid or refunded order does to loyalty, inside the payment or refund command's
-own transaction: the member's points and growth (and tier), the first-order task, and
-the growth of the distributor the order is attributed to."""
+own transaction: the member's points and growth (and tier), the first-order task, the
+growth of the distributor the order is attributed to, and the clerk tasks of the clerk
+it is attributed to (units of the task's SKU; a refund takes them back unless the task
+was completed: rules in domain/tasks.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from domain.distributor_levels import credit_sale
 from domain.ledger import UnitOfWork
 from domain.members import Member
 from domain.point_rules import current_rules, points_for_payment, reverse_for_refund
-from domain.tasks import on_first_order
+from domain.tasks import count_clerk_order, on_first_order, take_back_clerk_order
 from domain.tiers import current_tiers
 
 
@@ -31,6 +33,7 @@ def reward_payment(uow: UnitOfWork, order: Any, payment_id: str, amount_fen: int
     on_first_order(uow, member, order.order_id, by)
     if order.distributor is not None:
         credit_sale(uow, order.distributor, amount_fen, f"order {order.order_id}", by)
+        count_clerk_order(uow, order, payment_id, by)
     return int(points)
 
 
@@ -42,4 +45,5 @@ def reverse_refund(uow: UnitOfWork, order: Any, refund_id: str, amount_fen: int,
     )
     if order.distributor is not None:
         credit_sale(uow, order.distributor, -amount_fen, f"order {order.order_id} refund", by)
+        take_back_clerk_order(uow, order, refund_id, by)
     return points

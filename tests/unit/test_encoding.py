@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 from uuid import uuid4
 
@@ -233,3 +234,18 @@ def test_a_version_2_state_is_not_upcast() -> None:
     back = mapper.to_domain_event(stored)
     assert back.colour == "red"
     assert back == made
+
+
+def test_a_version_1_clerk_task_progress_loads_as_a_counted_scan() -> None:
+    """``ClerkTaskProgress.Progressed`` gained source, member and order in version 2."""
+    from domain.tasks import SOURCE_SCAN, ClerkTaskProgress
+
+    v1 = b'{"timestamp":"2024-01-02T03:04:05.678000Z","units":1,"cause":"u:3","by":"gateway:HQ"}'
+    stored = StoredEvent(uuid4(), 2, ClerkTaskProgress.Progressed.TOPIC, v1)
+    event = EventMapper().to_domain_event(stored)
+    assert type(event) is ClerkTaskProgress.Progressed
+    assert (event.units, event.cause, event.source) == (1, "u:3", SOURCE_SCAN)
+    assert event.member_id is None and event.order_id is None
+    progress = SimpleNamespace(units=0, credit={}, orders={})
+    event.apply(progress)
+    assert (progress.units, progress.credit, progress.orders) == (1, {}, {})

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -49,6 +49,9 @@ class BulkUnitOfWork(UnitOfWork):
     def __init__(self, bulk: BulkLedger) -> None:
         super().__init__(bulk)  # type: ignore[arg-type]
         self._bulk = bulk
+
+    def preload(self, ids: Iterable[UUID]) -> None:
+        """(The bulk ledger keeps everything it read in its own cache.)"""
 
     def find(self, cls: Any, aggregate_id: UUID) -> Any:
         found = self._touched.get(aggregate_id)
@@ -124,6 +127,7 @@ class BulkLedger:
         key: RequestKey,
         decide: Callable[[UnitOfWork], dict[str, Any]],
         authorize: Callable[[UnitOfWork], None] = lambda _uow: None,
+        preload: Sequence[UUID] = (),
     ) -> Outcome:
         uow = BulkUnitOfWork(self)
         authorize(uow)
@@ -135,6 +139,7 @@ class BulkLedger:
         self,
         keys: list[RequestKey],
         decide: Callable[[UnitOfWork, list[int]], list[dict[str, Any]]],
+        preload: Sequence[UUID] = (),
     ) -> BatchOutcome:
         uow = BulkUnitOfWork(self)
         answers = decide(uow, list(range(len(keys))))

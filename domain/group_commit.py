@@ -7,6 +7,9 @@ all of them together (bounded: ``JOBS_PER_COMMIT_MAX`` jobs and
 each job of the group is saved alone, so one conflicting command never fails the
 others; the conflicting one gets its own conflict and its command is retried by the
 Ledger's runner with fresh aggregates.
+
+Jobs arrive as stored events (encoded, personal fields encrypted) by their own threads:
+the leader only inserts, so its critical section is the database's work alone.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from eventsourcing.persistence import IntegrityError, RecordConflictError
 JOBS_PER_COMMIT_MAX = 256
 EVENTS_PER_COMMIT_MAX = 5000
 
-Put = Callable[[Sequence[Any]], Sequence[Any]]  # events -> recordings, one transaction
+Put = Callable[[Sequence[Any]], Sequence[int]]  # stored events -> positions, one transaction
 
 
 @dataclass
@@ -99,14 +102,14 @@ class GroupCommitter:
 
     def _save_together(self, group: list[_Job]) -> None:
         events = [e for job in group for e in job.events]
-        recordings = self._put(events)
-        assert len(recordings) == len(events), "every event saved has a position"
+        positions = self._put(events)
+        assert len(positions) == len(events), "every event saved has a position"
         self.commits += 1
         self.jobs += len(group)
         start = 0
         for job in group:
             end = start + len(job.events)
-            job.positions = [r.notification.id for r in recordings[start:end]]
+            job.positions = list(positions[start:end])
             start = end
 
     def _save_alone(self, job: _Job) -> None:

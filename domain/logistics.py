@@ -6,12 +6,15 @@ a typed refusal; the handler runs a whole request atomically on top of it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 from domain.batches import BatchNumber, CodeBatch, CodeLevel
 from domain.channel import Partner
+from domain.codebook import Codebook
 from domain.codes import CodeKind, ParsedCode
 from domain.errors import BusinessRuleBroken, InvalidInput, NotAllowed, NotFound
 from domain.identity import batch_id, batch_number_id, case_id, partner_id, unit_id
@@ -75,6 +78,23 @@ def parse(uow: UnitOfWork, text: str) -> ParsedCode:
     if code is None:
         raise NotFound(f"unknown code {text[:40]!r}", code="unknown_code")
     return code
+
+
+def reads_of(codebook: Codebook, movements: Iterable[Movement]) -> list[UUID]:
+    """The units, cases and partners these movements will read, to fetch them in one query
+    (codes that do not parse are left to the movement, which refuses them)."""
+    reads: list[UUID] = []
+    for m in movements:
+        for text in (*m.codes, *((m.parent,) if m.parent else ())):
+            code = codebook.parse(text)
+            if code is None or code.kind is CodeKind.UNIT_CONSUMER:
+                continue
+            reads.append(
+                case_id(code.serial) if code.kind is CodeKind.CASE else unit_id(code.serial)
+            )
+        if m.to:
+            reads.append(partner_id(m.to))
+    return reads
 
 
 def batch_of(uow: UnitOfWork, code: ParsedCode) -> CodeBatch:

@@ -8,10 +8,12 @@ the event database: with the store, never in an event, never in a log line.
 from __future__ import annotations
 
 import secrets as random_secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
 
 from domain.clock import Clock, system_clock
 from domain.codebook import Codebook
@@ -176,6 +178,53 @@ def _position_lookup(ledger: Ledger, database: Database) -> Any:
     return pg_position
 
 
+def _events_lookup(ledger: Ledger, database: Database) -> Any:
+    """Many aggregates' stored events in one query (a command's reads in one round trip)."""
+    datastore: Any = ledger.recorder.datastore  # type: ignore[attr-defined]
+    table: str = ledger.recorder.events_table_name  # type: ignore[attr-defined]
+
+    def grouped(rows: Any, uuid_of: Callable[[Any], UUID]) -> dict[UUID, list[StoredEvent]]:
+        found: dict[UUID, list[StoredEvent]] = {}
+        for row in rows:
+            originator = uuid_of(row[0])
+            found.setdefault(originator, []).append(
+                StoredEvent(originator, int(row[1]), str(row[2]), bytes(row[3]))
+            )
+        return found
+
+    if database.is_sqlite:
+
+        def sqlite_events(ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
+            marks = ", ".join("?" for _ in ids)
+            with datastore.transaction(commit=False) as cur:
+                cur.execute(
+                    "SELECT originator_id, originator_version, topic, state "
+                    f"FROM {table} WHERE originator_id IN ({marks}) "
+                    "ORDER BY originator_id, originator_version",
+                    [i.hex for i in ids],
+                )
+                return grouped(cur.fetchall(), UUID)
+
+        return sqlite_events
+
+    def pg_events(ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
+        with datastore.get_connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT originator_id, originator_version, topic, state "
+                f"FROM {table} WHERE originator_id = ANY(%s) "
+                "ORDER BY originator_id, originator_version",
+                (list(ids),),
+                prepare=True,
+            )
+            return grouped(
+                ((r["originator_id"], r["originator_version"], r["topic"], r["state"])
+                 for r in cur.fetchall()),
+                lambda v: v if isinstance(v, UUID) else UUID(str(v)),
+            )  # fmt: skip
+
+    return pg_events
+
+
 @dataclass
 class Store:
     database: Database
@@ -206,6 +255,7 @@ class Store:
         guard = _InitialisationLock(database)  # tables are created once, not raced
         ledger = Ledger(database.eventsourcing_env(), clock=clock)
         ledger.position_of = _position_lookup(ledger, database)
+        ledger.select_many = _events_lookup(ledger, database)
         secrets = Secrets(ledger, database)
         keyring = MemberKeyring(ledger.recorder.datastore, database.is_sqlite)  # type: ignore[attr-defined]
         ledger.mapper.field_cipher = keyring  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ from typing import Any
 
 from domain.errors import BatchRefused, DomainError, InvalidInput, NotAllowed, Refusal
 from domain.ledger import BatchOutcome, Ledger, RequestKey, UnitOfWork
-from domain.logistics import Movement, move
+from domain.logistics import Movement, move, reads_of
 from domain.principal import Principal
 
 EVENTS_PER_REQUEST_MAX = 1000
@@ -35,4 +35,4 @@ def record_movements(ledger: Ledger, by: Principal, movements: list[Movement]) -
             raise BatchRefused(refusals)
         return [{"event_id": movements[i].event_id, "status": "applied"} for i in fresh]
 
-    return ledger.execute_batch(keys, decide)
+    return ledger.execute_batch(keys, decide, preload=reads_of(ledger.codebook, movements))

@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from domain.catalog import Product
 from domain.channel import Partner, PartnerKind
-from domain.distributor_levels import commission_rate_bp
+from domain.distributor_levels import LEVEL_POLICY_ID, commission_rate_bp, standing_id
 from domain.errors import BusinessRuleBroken, InvalidInput, NotFound
 from domain.handlers.order_rewards import reverse_refund, reward_payment
 from domain.identity import keyed_id, partner_id, product_id
@@ -34,9 +35,12 @@ from domain.orders import (
     order_key,
     validate_order_id,
 )
+from domain.point_rules import POINT_RULES_ID
 from domain.policies import PolicySchedule, schedule_id
 from domain.principal import HQ_CODE, Principal, Role
 from domain.splits import Fulfilment, SplitPolicy, default_policy, with_distributor_rate
+from domain.tasks import TASK_BOARD_ID
+from domain.tiers import TIER_POLICY_ID
 from domain.withdrawals import payout_account
 
 STORE_CANDIDATES_MAX = 20
@@ -170,7 +174,15 @@ def place_order(
             member.refer(parties.distributor, by.scope_key, uow.now)
         return order_answer(order)
 
-    return ledger.execute(key, decide, authorize)
+    reads = [
+        order_key(req.order_id),
+        keyed_id("member", ledger.member_id_key, req.member),
+        schedule_id(req.fulfilment),
+        LEVEL_POLICY_ID,
+    ]
+    if req.referrer is not None:
+        reads += [partner_id(req.referrer), standing_id(req.referrer)]
+    return ledger.execute(key, decide, authorize, preload=reads)
 
 
 def _priced_lines(uow: UnitOfWork, req: OrderRequest) -> tuple[LineData, ...]:
@@ -261,11 +273,21 @@ def pay(ledger: Ledger, by: Principal, order_id: str, payment_id: str, amount: i
 
     def decide(uow: UnitOfWork) -> dict[str, Any]:
         order = _order(uow, order_id)
+        uow.preload(_payment_reads(order))
         order.pay(payment_id, amount, by, uow.now)
         reward_payment(uow, order, payment_id, amount, by.scope_key)  # points, growth, tier
         return {"order_id": order_id, "status": order.status.value, "split": dict(order.split)}
 
-    return ledger.execute(key, decide, authorize)
+    return ledger.execute(key, decide, authorize, preload=[order_key(order_id)])
+
+
+def _payment_reads(order: Order) -> list[UUID]:
+    """What paying ``order`` reads besides the order: member, loyalty policies, and the
+    standing and partner of the distributor it is attributed to."""
+    reads = [UUID(order.member_id), TIER_POLICY_ID, POINT_RULES_ID, TASK_BOARD_ID, LEVEL_POLICY_ID]
+    if order.distributor is not None:
+        reads += [partner_id(order.distributor), standing_id(order.distributor)]
+    return reads
 
 
 def fulfil(ledger: Ledger, by: Principal, order_id: str, fulfilment_id: str) -> Outcome:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from domain.alerts import Alert, AlertKind, TravelRule
 from domain.catalog import Product
@@ -15,8 +16,11 @@ from domain.identity import case_id, keyed_id, partner_id, product_id, unit_id
 from domain.ledger import Ledger, Outcome, RequestKey, UnitOfWork
 from domain.logistics import batch_of, whereabouts
 from domain.members import EXTERNAL_ID_LENGTH_MAX, Member, validate_phone
+from domain.point_rules import POINT_RULES_ID
 from domain.principal import Principal, Role
 from domain.region import code_within, gcj02_to_wgs84, is_region_code, region_of
+from domain.tasks import TASK_BOARD_ID
+from domain.tiers import TIER_POLICY_ID
 from domain.units import Case, Unit, event_ref
 
 
@@ -102,6 +106,12 @@ def scan(
         product = uow.get(Product, product_id(batch.sku), f"product {batch.sku}")
         outer = code.serial if code.kind is CodeKind.UNIT_OUTER else uow.codebook.outer_of(code)
         unit = uow.find(Unit, unit_id(outer))
+        if unit is not None:  # its case, then the partners the checks and binding read
+            if unit.container is not None:
+                uow.preload([case_id(unit.container)])
+            holder = whereabouts(uow, unit)
+            partners = {unit.sold_by, holder.owner, holder.dealer, req.referrer}
+            uow.preload(partner_id(p) for p in partners if p is not None)
         if unit is None:
             unit = Unit.surface(outer, batch.batch_id, batch.sku, batch.gtin, by.scope_key, uow.now)
             uow.add(unit)
@@ -109,7 +119,26 @@ def scan(
             return _outer_scan(uow, ctx, unit, rules)
         return _consumer_scan(uow, ctx, unit, product, rules)
 
-    return ledger.execute(key, decide)
+    return ledger.execute(key, decide, preload=_reads_of(ledger, req))
+
+
+def _reads_of(ledger: Ledger, req: ScanRequest) -> list[UUID]:
+    """What a scan of ``req.code`` reads first: its unit, the member, the loyalty policies
+    (each otherwise its own query)."""
+    parsed = ledger.codebook.parse_with_gtin(req.code)
+    if parsed is None or parsed[0].kind is CodeKind.CASE:
+        return []
+    code = parsed[0]
+    outer = code.serial if code.kind is CodeKind.UNIT_OUTER else ledger.codebook.outer_of(code)
+    reads = [unit_id(outer)]
+    if code.kind is not CodeKind.UNIT_OUTER:
+        reads += [
+            keyed_id("member", ledger.member_id_key, req.external_id),
+            TIER_POLICY_ID,
+            POINT_RULES_ID,
+            TASK_BOARD_ID,
+        ]
+    return reads
 
 
 def _case_scan(uow: UnitOfWork, ctx: ScanContext, serial: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def store(database_url: str) -> Iterator[Store]:
 
 def slow_put(store: Store, delay_s: float) -> None:
     """The real save, slowed: while a leader saves, the other threads must queue up."""
-    put = store.ledger.events.put
+    put = store.ledger.insert
 
     def slowed(events: Sequence[Any]) -> Any:
         time.sleep(delay_s)

@@ -81,10 +81,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         )
         store.close()
         return 2
-    app = create_app(settings, store=store, close_store=True)
     base = f"http://{args.host}:{args.port}"
     lines = [
-        f"Siyu Ledger on {store.database.kind} ({settings.database_url})",
+        f"Siyu Ledger on {store.database.kind} ({settings.database_url})"
+        + (f", {args.workers} worker processes" if args.workers > 1 else ""),
         f"  API:      {base}/v1/...",
         f"  health:   {base}/health",
         f"  API docs: {base}/schema  (OpenAPI document: {base}/schema/openapi.json)",
@@ -92,9 +92,25 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     demo_file = tokens_path(store)
     if demo_file.exists():
         lines += _demo_hints(json.loads(demo_file.read_text()), demo_file, base)
+    options: dict[str, Any] = {"log_level": "warning", "access_log": False}
+    if args.workers > 1:
+        # Several processes on one port (the scale-out path on one machine): each opens the
+        # store itself; their projection engines take turns (positions are locked per batch).
+        store.close()
+        print("\n".join(lines), flush=True)
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            **options,
+        )
+        return 0
+    app = create_app(settings, store=store, close_store=True)
     print("\n".join(lines), flush=True)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=args.host, port=args.port, **options)
     finally:
         store.close()
     return 0
@@ -227,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        choices=range(1, 33),
+        metavar="N",
+        help="API processes on the port (default 1; PostgreSQL: one per core)",
+    )
     project = sub.add_parser("project", help="run the projection engine (a worker)")
     project.add_argument("--once", action="store_true", help="catch up and exit")
     replay = sub.add_parser("replay", help="rebuild read models from zero and compare")

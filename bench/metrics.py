@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import statistics
@@ -81,22 +82,44 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def family(pid: int) -> list[int]:
+    """The process and its children (``siyu serve --workers N``: the supervisor and its
+    worker processes)."""
+    pids = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pid:
+                pids.append(int(entry))
+    return pids
+
+
 class RssSampler:
-    """Samples a process's resident memory every ``interval_s``; keeps the peak."""
+    """Samples the resident memory of a process and its children every ``interval_s``;
+    keeps the peak of their sum (``peak_mb``) and of the largest one (``peak_one_mb``)."""
 
     def __init__(self, pid: int, interval_s: float = 0.05) -> None:
         self.pid = pid
         self.interval_s = interval_s
         self.peak_mb = 0.0
+        self.peak_one_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.peak_mb = max(self.peak_mb, rss_mb(self.pid))
-            except OSError:
+            sizes = []
+            for pid in family(self.pid):
+                with contextlib.suppress(OSError):
+                    sizes.append(rss_mb(pid))
+            if not sizes:
                 return
+            self.peak_mb = max(self.peak_mb, sum(sizes))
+            self.peak_one_mb = max(self.peak_one_mb, *sizes)
             self._stop.wait(self.interval_s)
 
     def __enter__(self) -> RssSampler:

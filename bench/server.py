@@ -64,11 +64,12 @@ class Server:
 
 
 @contextmanager
-def serving(database_url: str, cwd: Path, **extra: str) -> Iterator[Server]:
+def serving(database_url: str, cwd: Path, workers: int = 1, **extra: str) -> Iterator[Server]:
     """``siyu serve`` on a free port, healthy; SIGTERM (then SIGKILL) at exit."""
     port = free_port()
     log = cwd / f"serve-{port}.log"
-    argv = [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers)]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(
             argv, env=cli_env(database_url, **extra), cwd=cwd, stdout=out, stderr=out,

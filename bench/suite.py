@@ -45,13 +45,15 @@ class Sizes:
     logistics_connections: int = 8
     order_connections: int = 16
     read_connections: int = 8
+    api_workers: int = 1  # `siyu serve --workers N` for the HTTP workloads
 
 
 PRESETS = {
     # fits the 15 minutes of `make bench` on this 2-core machine with today's code
-    "default": Sizes(),
+    # (PostgreSQL: two API processes, one per core; SQLite: one, see SQLITE below)
+    "default": Sizes(api_workers=2),
     # the issue's sizes: 200k-event backlog and >= 1M events (replay, reads); hours today
-    "issue": Sizes(backlog=1_000_000),
+    "issue": Sizes(backlog=1_000_000, api_workers=2),
     # seconds: checks that the suite runs (numbers mean nothing)
     "smoke": Sizes(
         repeats=1,
@@ -107,7 +109,7 @@ def _check(result: wrk.WrkResult, what: str, out: Metric) -> None:
 
 
 def http_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) -> None:  # noqa: PLR0915
-    with serving(url, workdir) as srv:
+    with serving(url, workdir, workers=sizes.api_workers) as srv:
         say(f"serve {url} at {srv.base}: building the channel")
         ch = build_channel(srv.base)
         warm_cases = sizes.warm_scans // (2 * CASE_UNITS)
@@ -128,7 +130,8 @@ def http_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) 
         wrk.run(srv.base, warm, sizes.scan_connections)
 
         logistics = _metric(out, "logistics_events_per_s", "unit-events/s",
-            f"POST /v1/logistics, {sizes.logistics_connections} connections, 10 events per "
+            f"POST /v1/logistics (`siyu serve --workers {sizes.api_workers}`), "
+            f"{sizes.logistics_connections} connections, 10 events per "
             "request, 6 steps run one after the other (commission, pack, ship to dealer, "
             "receive, ship to store, receive); half the unit-events on loose units")  # fmt: skip
         lots_by_repeat: list[list[Lot]] = []
@@ -143,13 +146,15 @@ def http_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) 
             say(f"logistics repeat {r + 1}: {logistics.values[-1]:,.0f} unit-events/s")
 
         scans = _metric(out, "scan_http_per_s", "scans/s",
-            f"POST /v1/scans, {sizes.scan_connections} connections, {sizes.scans} scans per "
+            f"POST /v1/scans to `siyu serve --workers {sizes.api_workers}`, "
+            f"{sizes.scan_connections} connections, {sizes.scans} scans per "
             "repeat, each a different unit (commissioned, to a dealer, received, to a store, "
             "received, 1 in 5 sold), half new members (with phone), half existing, located "
             "(1 in 20 outside the dealer's territory)")  # fmt: skip
         p99 = _metric(out, "scan_http_p99_ms", "ms", "wrk's 99th percentile of the scan runs")
-        rss = _metric(out, "api_rss_mb_max", "MB", "peak VmRSS of the API process "
-                      "(sampled every 50 ms) during the scan runs")  # fmt: skip
+        rss = _metric(out, "api_rss_mb_max", "MB", "peak VmRSS of the API processes "
+                      f"together (`siyu serve --workers {sizes.api_workers}`: supervisor and "
+                      "workers, sampled every 50 ms) during the scan runs")  # fmt: skip
         _settle(srv.base, "after logistics", out)
         with RssSampler(srv.pid) as sampler:
             for r, lots in enumerate(lots_by_repeat):
@@ -159,7 +164,9 @@ def http_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) 
                 scans.values.append(result.per_s)
                 p99.values.append(result.p99_ms)
                 say(f"scans repeat {r + 1}: {result.per_s:,.0f}/s p99 {result.p99_ms:.0f} ms")
-        rss.values.append(sampler.peak_mb)
+        rss.values.append(sampler.peak_mb)  # all API processes together
+        rss.extra["api_workers"] = sizes.api_workers
+        rss.extra["largest_process_mb"] = round(sampler.peak_one_mb, 1)
 
         pay = _metric(out, "payment_http_per_s", "order+payment/s",
             f"{sizes.orders} orders per repeat (hq_dropship, new members, all 63 stores; 1 in 3 "

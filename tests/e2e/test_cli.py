@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,7 @@ def serving(
     *,
     token: str | None = BOOTSTRAP,
     name: str = "serve",
+    workers: int = 1,
     **extra: str,
 ) -> Iterator[tuple[ServerProcess, str]]:
     """A ``siyu serve`` process on a free port, healthy; yields it and its base URL."""
@@ -194,7 +196,7 @@ def serving(
     env = cli_env(database_url, **extra)
     if token is not None:
         env["SIYU_BOOTSTRAP_TOKEN"] = token
-    argv = [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     base = f"http://127.0.0.1:{port}"
     with ServerProcess(argv, env, cwd, name) as server:
         server.wait_healthy(base)
@@ -352,6 +354,71 @@ def test_serve_starts_prints_docs_answers_and_stops_on_sigterm(
         assert code in CLEAN_EXIT, f"exit {code} after SIGTERM\n{server.logs()}"
         assert time.monotonic() - started < STOP_TIMEOUT_S
         assert not port_open(int(base.rsplit(":", 1)[1]))
+        assert "Traceback" not in server.stderr, server.stderr
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_serve_with_two_worker_processes_answers_concurrent_writes_once_each(
+    database_url: str, workdir: Path
+) -> None:
+    """``--workers 2``: two API processes on one port (each with its projection engine);
+    concurrent registrations all land once, repeats answer the same, SIGTERM stops all."""
+    with serving(database_url, workdir, workers=2) as (server, base):
+        assert server.proc is not None
+        deadline = time.monotonic() + 60
+        while len(_children(server.proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = _children(server.proc.pid)
+        assert len(workers) >= 2, f"worker processes: {workers}\n{server.logs()}"
+
+        def register(i: int) -> httpx.Response:
+            body = {"code": f"D{i:02d}", "kind": "dealer", "parent": "HQ", "name": f"dealer {i}",
+                    "region_codes": ["31"]}  # fmt: skip
+            return httpx.post(f"{base}/v1/partners", json=body, headers=bearer(), timeout=30)
+
+        with ThreadPoolExecutor(16) as pool:
+            first = list(pool.map(register, range(24)))
+            again = list(pool.map(register, range(24)))
+        assert [r.status_code for r in first] == [201] * 24, [r.text for r in first]
+        for a, b in zip(first, again, strict=True):
+            assert b.status_code in (200, 201) and b.json() == a.json(), (a.text, b.text)
+        positions = [r.json()["position"] for r in first]
+        assert len(set(positions)) == 24
+        listed = httpx.get(
+            f"{base}/v1/partners",
+            params={"min_position": max(positions), "limit": 100},
+            headers=bearer(),
+            timeout=30,
+        )
+        assert listed.status_code == 200, listed.text
+        codes = {p["code"] for p in listed.json()["items"]}
+        assert {f"D{i:02d}" for i in range(24)} <= codes
+
+        code = server.stop()
+        assert code in CLEAN_EXIT, f"exit {code} after SIGTERM\n{server.logs()}"
+        assert not port_open(int(base.rsplit(":", 1)[1]))
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while [p for p in workers if _alive(p)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in workers if _alive(p)], "a worker outlived the server"
         assert "Traceback" not in server.stderr, server.stderr
 
 

@@ -76,6 +76,7 @@ def create_app(
     def stop() -> None:
         settlement.stop()
         audit.watch.stop()
+        audit.writer.stop()
         while relays:
             relays.pop().stop()
         store.engine.stop()

@@ -8,6 +8,7 @@ Rows are only ever inserted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,21 +57,32 @@ class AccessLog:
         return [tuple(r) if self._sqlite else tuple(r[c] for c in _COLUMNS) for r in rows]
 
     def record(self, access: Access) -> None:
-        self._sql(
+        self.record_many([access])
+
+    def record_many(self, accesses: Sequence[Access]) -> None:
+        """Rows in order, in one transaction."""
+        if not accesses:
+            return
+        statement = (
             f"INSERT INTO {ACCESS_LOG_TABLE} "
             "(at, role, partner, token_id, method, path, query, status) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                access.at,
-                access.role,
-                access.partner,
-                access.token_id,
-                access.method,
-                access.path[:PATH_LENGTH_MAX],
-                access.query[:QUERY_LENGTH_MAX],
-                access.status,
-            ),
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         )
+        rows = [
+            (
+                a.at,
+                a.role,
+                a.partner,
+                a.token_id,
+                a.method,
+                a.path[:PATH_LENGTH_MAX],
+                a.query[:QUERY_LENGTH_MAX],
+                a.status,
+            )
+            for a in accesses
+        ]
+        with self._datastore.transaction(commit=True) as cur:
+            cur.executemany(statement if self._sqlite else statement.replace("?", "%s"), rows)
 
     def list(
         self, after: int, limit: int, role: str | None = None, partner: str | None = None

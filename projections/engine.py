@@ -118,14 +118,17 @@ class Engine:
 
     # -- applying -------------------------------------------------------------
 
-    def positions(self) -> dict[str, int]:
-        with self.views.read() as tx:
-            rows = tx.fetchall(f"SELECT name, position FROM {POSITIONS_TABLE}")
+    def positions(self, tx: Tx | None = None) -> dict[str, int]:
+        """Each projection's position (read in ``tx`` if given, with the data it reads)."""
+        if tx is None:
+            with self.views.read() as own:
+                return self.positions(own)
+        rows = tx.fetchall(f"SELECT name, position FROM {POSITIONS_TABLE}")
         return {name: int(position) for name, position in rows}
 
-    def position(self, name: str | None = None) -> int:
+    def position(self, name: str | None = None, tx: Tx | None = None) -> int:
         """The position every (or the named) projection has applied."""
-        positions = self.positions()
+        positions = self.positions(tx)
         chosen = [positions.get(p.name, 0) for p in self.projections if name in (None, p.name)]
         return min(chosen) if chosen else 0
 

@@ -100,6 +100,7 @@ class AuditController(Controller):
     ) -> dict[str, Any]:
         _readers_only(principal)
         size = page_limit(limit)
+        audit.writer.flush()  # this process's reads so far are listed
         items = audit.access_log.list(after or 0, size, role, partner)
         return {"items": items, "next": items[-1]["id"] if len(items) == size else None}
 

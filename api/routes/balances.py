@@ -25,6 +25,7 @@ from projections.balances import balance_answer
 from projections.ledger_postings import position_at
 from projections.partners import get_partner
 from projections.statements import parse_period_bound, statement
+from projections.views import Tx
 
 CodePath = Annotated[str, PathParameter(max_length=40)]
 WithdrawalPath = Annotated[str, PathParameter(max_length=100)]
@@ -33,7 +34,11 @@ TimeParam = Annotated[str | None, QueryParameter(max_length=40, required=False)]
 
 def _partner_in_scope(services: Services, principal: Principal, code: str) -> dict[str, Any]:
     with services.store.views.read() as tx:
-        partner = get_partner(tx, code)
+        return _partner_seen(tx, principal, code)
+
+
+def _partner_seen(tx: Tx, principal: Principal, code: str) -> dict[str, Any]:
+    partner = get_partner(tx, code)
     if partner is None or not principal.may_see(partner["path"]):
         raise NotFound(f"unknown partner {code}", code="unknown_partner")
     return partner
@@ -55,10 +60,10 @@ class BalanceController(Controller):
     ) -> dict[str, Any]:
         at = parse_period_bound(as_of, "as_of")
         services.await_view("ledger", min_position)
-        found = _partner_in_scope(services, principal, partner)
         store = services.store
-        applied = store.engine.position("ledger")
-        with store.views.read() as tx:
+        with store.views.read() as tx:  # one transaction: the partner, position, postings
+            found = _partner_seen(tx, principal, partner)
+            applied = store.engine.position("ledger", tx)
             return balance_answer(tx, found, at, store.ledger.clock(), applied, rollup)
 
 
@@ -88,10 +93,10 @@ class PartnerMoneyController(Controller):
         if after is not None and not after.isdigit():
             raise InvalidInput.field("cursor", "not a cursor this API returned")
         services.await_view("ledger", min_position)
-        _partner_in_scope(services, principal, code)
         store = services.store
-        applied = store.engine.position("ledger")
         with store.views.read() as tx:
+            _partner_seen(tx, principal, code)
+            applied = store.engine.position("ledger", tx)
             first = 0 if start_at is None else min(applied, position_at(tx, start_at))
             last = applied if end_at is None else min(applied, position_at(tx, end_at))
             answer = statement(

@@ -11,18 +11,20 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from projections.database import parse_database_url
 from projections.store import Store
 from tests.e2e.client import Api, running_api
 from tests.e2e.flows import Channel, build_channel, consumer, outer
-from tests.e2e.test_cli import cli_env, run_cli
+from tests.e2e.test_cli import CLEAN_EXIT, bearer, cli_env, run_cli, serving
 
 PHONE = "13912345678"
 SCAN_LAT, SCAN_LNG = 31.2222, 121.4581  # a consumer's exact location: personal
@@ -406,3 +408,33 @@ def test_the_auditor_is_read_only_everywhere(database_url: str) -> None:
             assert response.status_code == 403, (method, path, response.text)
         assert api.head() == head, "an auditor writes nothing"
         assert api.get("/v1/partners/HQ", token=auditor).status_code == 200
+
+
+def test_concurrent_logged_reads_are_each_logged_once_also_across_a_stop(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Access-log rows are written behind the answers, in batches: none is lost or doubled
+    under concurrency, and those still queued at SIGTERM are written before the exit."""
+    reads = 40
+    path = "/v1/partners/HQ"
+
+    def logged(base: str) -> int:
+        answer = httpx.get(
+            f"{base}/v1/audit/reads", params={"limit": 1000}, headers=bearer(), timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        return sum(1 for r in answer.json()["items"] if r["path"] == path)
+
+    def read(base: str) -> int:
+        return httpx.get(f"{base}{path}", headers=bearer(), timeout=30).status_code
+
+    with serving(database_url, tmp_path) as (_server, base):
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(read, [base] * reads)) == {200}
+        assert logged(base) == reads
+    with serving(database_url, tmp_path) as (server, base):
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(read, [base] * reads)) == {200}
+        assert server.stop() in CLEAN_EXIT  # at once: rows may still be queued
+    with serving(database_url, tmp_path) as (_server, base):
+        assert logged(base) == 2 * reads

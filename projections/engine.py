@@ -225,7 +225,9 @@ class Engine:
     def _follow(self) -> None:
         while not self._stop.is_set():
             try:
-                n = self.run_batch()
+                # Idle check without locks: a batch transaction locks every position row.
+                caught_up = self.position() >= (self.recorder.max_notification_id() or 0)
+                n = 0 if caught_up else self.run_batch()
                 self.last_error = None
             except Exception as e:  # keep following; the error is visible in /health
                 self.last_error = f"{type(e).__name__}: {e}"

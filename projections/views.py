@@ -71,7 +71,7 @@ class PostgresTx:
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
-        self._cur = conn.cursor()  # one cursor for the transaction: cheaper than one each
+        self._cur = conn.cursor()  # the writes' cursor: cheaper than one per statement
         self.memo: dict[Any, Any] = {}
 
     @classmethod
@@ -88,12 +88,14 @@ class PostgresTx:
         if rows:
             self._cur.executemany(self._sql(sql), rows)
 
+    # A read gets a cursor of its own: in pipeline mode the writes' cursor may still hold
+    # results of queued statements (a shared one answered a SELECT with an INSERT's status).
     def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        row = self._cur.execute(self._sql(sql), params).fetchone()
+        row = self._conn.execute(self._sql(sql), params).fetchone()
         return None if row is None else tuple(row)
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self._cur.execute(self._sql(sql), params).fetchall()]
+        return [tuple(r) for r in self._conn.execute(self._sql(sql), params).fetchall()]
 
 
 class ViewStore:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -44,6 +45,15 @@ def _configure_logging(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def worker_app() -> Any:
+    """A ``siyu serve --workers N`` worker: logging as the CLI's, the app from SIYU_*."""
+    from api.app import create_app
+
+    settings = Settings.from_env()
+    _configure_logging(settings)
+    return create_app(settings)
 
 
 def _progress_printer(label: str) -> Any:
@@ -92,25 +102,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     demo_file = tokens_path(store)
     if demo_file.exists():
         lines += _demo_hints(json.loads(demo_file.read_text()), demo_file, base)
-    options: dict[str, Any] = {"log_level": "warning", "access_log": False}
     if args.workers > 1:
-        # Several processes on one port (the scale-out path on one machine): each opens the
-        # store itself; their projection engines take turns (positions are locked per batch).
+        # Several processes on one port (the scale-out path on one machine). This process
+        # becomes uvicorn's supervisor (exec: a small process, same pid for signals); each
+        # worker opens the store from the same environment; their projection engines take
+        # turns (positions are locked per batch).
         store.close()
         print("\n".join(lines), flush=True)
-        uvicorn.run(
-            "api.app:create_app",
-            factory=True,
-            workers=args.workers,
-            host=args.host,
-            port=args.port,
-            **options,
-        )
-        return 0
+        argv = [sys.executable, "-m", "uvicorn", "api.cli:worker_app", "--factory",
+                "--workers", str(args.workers), "--host", args.host, "--port", str(args.port),
+                "--log-level", "warning", "--no-access-log"]  # fmt: skip
+        os.execv(sys.executable, argv)
     app = create_app(settings, store=store, close_store=True)
     print("\n".join(lines), flush=True)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, **options)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     finally:
         store.close()
     return 0

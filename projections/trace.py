@@ -216,9 +216,11 @@ def _shipped(
     dealer = ", dealer = ?" if event.to_kind == "dealer" else ""
     params = (UnitState.IN_TRANSIT.value, event.to, position)
     extra = (event.to,) if dealer else ()
-    tx.executemany(
-        f"UPDATE trace_codes SET state = ?, destination = ?, position = ?{dealer} WHERE code = ?",
-        [(*params, *extra, code) for code in codes],
+    _update_codes(
+        tx,
+        f"UPDATE trace_codes SET state = ?, destination = ?, position = ?{dealer}",
+        (*params, *extra),
+        codes,
     )
     _wrote(tx, codes, destination=event.to)
     _add_holders(tx, codes, event.to, position)
@@ -235,16 +237,29 @@ def _received(
     if not codes:
         return
     _add_steps(tx, codes, event, position, "receive", receiver, detail)
-    tx.executemany(
-        "UPDATE trace_codes SET state = ?, owner = ?, destination = NULL, position = ? "
-        "WHERE code = ?",
-        [(UnitState.IN_STOCK.value, receiver, position, code) for code in codes],
+    _update_codes(
+        tx,
+        "UPDATE trace_codes SET state = ?, owner = ?, destination = NULL, position = ?",
+        (UnitState.IN_STOCK.value, receiver, position),
+        codes,
     )
     if receiver is None:
         tx.memo.get(_OWNERS, {}).update(dict.fromkeys(codes))
     _wrote(tx, codes, owner=receiver)
     if receiver is not None:
         _add_holders(tx, codes, receiver, position)
+
+
+CODES_PER_STATEMENT_MAX = 500
+
+
+def _update_codes(tx: Tx, update: str, params: tuple[Any, ...], codes: Sequence[str]) -> None:
+    """The same change to many codes (a case and the units in it): one statement each
+    ``CODES_PER_STATEMENT_MAX`` codes, not one per code."""
+    for start in range(0, len(codes), CODES_PER_STATEMENT_MAX):
+        chunk = list(codes[start : start + CODES_PER_STATEMENT_MAX])
+        marks = ", ".join("?" for _ in chunk)
+        tx.execute(f"{update} WHERE code IN ({marks})", (*params, *chunk))
 
 
 def _unit_packed(tx: Tx, code: str, event: Any, position: int) -> None:

@@ -65,6 +65,23 @@ class SqliteTx:
         return [tuple(r) for r in self._conn.execute(sql, params).fetchall()]
 
 
+ROWS_PER_INSERT_MAX = 200
+_INSERT = re.compile(r"^(INSERT INTO [a-z_0-9]+ \([^()]*\) VALUES) (\([^()]*\))(.*)$", re.S)
+_multi_rows: dict[str, tuple[str, str, str] | None] = {}
+
+
+def _multi_row(sql: str) -> tuple[str, str, str] | None:
+    """``INSERT ... VALUES (?, ...) [ON CONFLICT ... DO NOTHING]`` split around its row of
+    placeholders, or None: other statements (and upserts, which may not touch one row
+    twice in a statement) are sent row by row."""
+    if sql not in _multi_rows:
+        found = _INSERT.match(sql)
+        tail = found.group(3) if found else ""
+        ok = found is not None and "DO UPDATE" not in tail.upper()
+        _multi_rows[sql] = (found.group(1), found.group(2), tail) if ok and found else None
+    return _multi_rows[sql]
+
+
 class PostgresTx:
     dialect = "postgresql"
     _cache: dict[str, str] = {}
@@ -85,8 +102,18 @@ class PostgresTx:
         self._cur.execute(self._sql(sql), params)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
+        if not rows:
+            return
+        merged = _multi_row(sql)
+        if merged is None or len(rows) == 1:
             self._cur.executemany(self._sql(sql), rows)
+            return
+        # An INSERT of many rows: one statement per ROWS_PER_INSERT_MAX rows.
+        head, values, tail = merged
+        for start in range(0, len(rows), ROWS_PER_INSERT_MAX):
+            chunk = rows[start : start + ROWS_PER_INSERT_MAX]
+            statement = f"{head} {', '.join([values] * len(chunk))}{tail}"
+            self._cur.execute(self._sql(statement), [v for row in chunk for v in row])
 
     # A read gets a cursor of its own: in pipeline mode the writes' cursor may still hold
     # results of queued statements (a shared one answered a SELECT with an INSERT's status).

@@ -49,6 +49,29 @@ def test_reads_between_many_queued_writes(views: ViewStore) -> None:
                 assert tx.fetchall("SELECT COUNT(*) FROM t") == [(i + 1,)]
 
 
+def test_many_rows_at_once_keep_each_rows_meaning(views: ViewStore) -> None:
+    """(PostgreSQL sends an INSERT of many rows as few statements: duplicates still do
+    nothing, and an upsert still applies row after row.)"""
+    rows = [(f"k{i}", i) for i in range(450)]
+    with views.write() as tx:
+        tx.executemany("INSERT INTO t (k, n) VALUES (?, ?)", rows)
+        tx.executemany(
+            "INSERT INTO t (k, n) VALUES (?, ?) ON CONFLICT (k) DO NOTHING",
+            [("k0", -1), ("new", 1), ("new", 2)],
+        )
+        tx.executemany(
+            "INSERT INTO t (k, n) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET n = t.n + excluded.n",
+            [("k1", 10), ("k1", 100)],
+        )
+    with views.read() as tx:
+        assert tx.fetchone("SELECT COUNT(*), SUM(n) FROM t") == (451, sum(range(450)) + 1 + 110)
+        assert tx.fetchall("SELECT k, n FROM t WHERE k IN ('k0', 'k1', 'new') ORDER BY k") == [
+            ("k0", 0),
+            ("k1", 111),
+            ("new", 1),
+        ]
+
+
 def test_the_memo_lives_as_long_as_its_transaction(views: ViewStore) -> None:
     with views.write() as tx:
         tx.memo["seen"] = 1

@@ -163,14 +163,19 @@ class Engine:
     def _apply(
         self, tx: Tx, notifications: Sequence[Notification], positions: dict[str, int]
     ) -> None:
+        work = []
         for n in notifications:
             interested = [
                 p
                 for p in self.projections
                 if n.id > positions.get(p.name, 0) and (not p.topics or n.topic in p.topics)
             ]
-            if not interested:
-                continue
+            if interested:
+                work.append((n, interested))
+        prefetch = getattr(self.mapper, "prefetch_keys", None)
+        if prefetch is not None:  # the members' keys the batch decrypts with, at once
+            prefetch(n for n, ps in work if any(not getattr(p, "reads_stored", False) for p in ps))
+        for n, interested in work:
             event: Any = None
             for p in interested:
                 if getattr(p, "reads_stored", False):

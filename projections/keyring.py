@@ -27,6 +27,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -40,6 +41,7 @@ SECRETS_TABLE = "siyu_secrets"  # projections.store.SECRETS_TABLE (which imports
 PREFIX = "enc1:"
 NONCE_BYTES = 12
 KEY_CACHE_TTL_S = 2.0
+PREFETCH_MAX = 500
 
 log = logging.getLogger("siyu.keyring")
 _json = msgspec.json.Encoder()
@@ -114,6 +116,33 @@ class MemberKeyring:
         with self._lock:
             self._keys[subject] = (cipher, time.monotonic())
         return cipher
+
+    def prefetch(self, subjects: Iterable[str]) -> None:
+        """The keys of ``subjects`` not freshly cached, in one query per 500."""
+        now = time.monotonic()
+        with self._lock:
+            missing = [
+                s
+                for s in dict.fromkeys(subjects)
+                if (cached := self._keys.get(s)) is None or now - cached[1] >= self.cache_ttl_s
+            ]
+        for start in range(0, len(missing), PREFETCH_MAX):
+            chunk = missing[start : start + PREFETCH_MAX]
+            marks = ", ".join("?" for _ in chunk)
+            statement = f"SELECT subject, key FROM {KEYS_TABLE} WHERE subject IN ({marks})"
+            with self._datastore.transaction(commit=False) as cur:
+                cur.execute(statement if self._sqlite else statement.replace("?", "%s"), chunk)
+                rows = cur.fetchall()
+            found = {
+                (r[0] if self._sqlite else r["subject"]): AESGCM(
+                    bytes(r[1] if self._sqlite else r["key"])
+                )
+                for r in rows
+            }
+            fetched_at = time.monotonic()
+            with self._lock:
+                for subject in chunk:  # absent: forgotten (its key destroyed)
+                    self._keys[subject] = (found.get(subject), fetched_at)
 
     def encrypt_fields(self, event_cls: type, state: dict[str, Any]) -> None:
         subject = state.get(getattr(event_cls, "subject_field", ""))

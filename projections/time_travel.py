@@ -9,7 +9,7 @@ named like a redacted field are then shown as ``"[personal]"``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -38,6 +38,9 @@ class RedactingCipher:
 
     def encrypt_fields(self, event_cls: type, state: dict[str, Any]) -> None:
         raise AssertionError("time travel never writes")
+
+    def prefetch(self, subjects: Iterable[str]) -> None:
+        """(No keys: nothing is decrypted.)"""
 
     def decrypt_fields(self, event_cls: type, state: dict[str, Any]) -> None:
         for name in getattr(event_cls, "personal_fields", ()):

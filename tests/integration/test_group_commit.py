@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
-
-import pytest
 
 from domain.channel import PartnerKind, PartnerSpec
 from domain.group_commit import GroupCommitter
@@ -18,15 +16,6 @@ from domain.principal import hq_admin
 from projections.store import Store
 
 THREADS = 24
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    opened = Store.open(database_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def slow_put(store: Store, delay_s: float) -> None:

@@ -4,7 +4,6 @@ member's fields unreadable, and no further query for the keys prefetched."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,15 +11,6 @@ import pytest
 from domain.members import Member
 from projections.keyring import MemberKeyring
 from projections.store import Store
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    opened = Store.open(database_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def test_prefetched_keys_decrypt_like_fetched_ones(

@@ -4,7 +4,6 @@ no further query for what was preloaded."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
 
@@ -16,15 +15,6 @@ from domain.identity import partner_id
 from domain.ledger import UnitOfWork
 from domain.principal import hq_admin
 from projections.store import Store
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    opened = Store.open(database_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _state(aggregate: Any) -> dict[str, Any]:

@@ -224,14 +224,22 @@ def _compare(live: Store, side: Store, names: Sequence[str], target: str) -> int
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from api.demo import load_demo
+    from api.demo import demo_loaded, load_demo
+    from domain.errors import DomainError
 
     store = settings.open_store()
     try:
         if args.if_empty and store.head > 1:
             print(f"demo: the store already holds {store.head} events; left as it is")
             return 0
-        summary = load_demo(store)
+        if demo_loaded(store):
+            print("demo: this store already holds the demo; left as it is")
+            return 0
+        try:
+            summary = load_demo(store)
+        except DomainError as e:  # e.g. the store already has partners with the demo's codes
+            sys.stderr.write(f"siyu demo: refused ({e.code}): {e.detail}\n")
+            return 2
         store.engine.catch_up()
         print(
             f"demo: {summary['partners']} partners, goods through the channel, scans, alerts, "

@@ -17,6 +17,7 @@ from api.demo_loyalty import load_loyalty_demo
 from api.demo_money import load_money_demo
 from domain.channel import Location, PartnerKind, PartnerSpec
 from domain.handlers import channel, tokens
+from domain.identity import partner_id
 from domain.principal import Role, hq_admin
 from projections.store import Store
 
@@ -29,6 +30,11 @@ def tokens_path(store: Store) -> Path:
     if database.sqlite_path is not None:
         return database.sqlite_path.with_name(f"{database.sqlite_path.stem}.{DEMO_TOKENS_FILE}")
     return Path("var") / f"{database.host}-{database.port}-{database.dbname}.{DEMO_TOKENS_FILE}"
+
+
+def demo_loaded(store: Store) -> bool:
+    """Has the demo been loaded into this store (its first dealer exists)?"""
+    return partner_id(DEALERS[0][0]) in store.ledger.repository
 
 
 def load_demo(store: Store) -> dict[str, Any]:

@@ -255,6 +255,11 @@ def test_demo_loads_and_if_empty_leaves_a_loaded_store_alone(
     assert "left as it is" in again.stdout
     assert head_of(database_url) == head, "--if-empty wrote into a loaded store"
 
+    twice = run_cli(["demo"], env, workdir)  # without --if-empty: no error, no new events
+    assert twice.returncode == 0, twice.stdout + twice.stderr
+    assert "already holds the demo" in twice.stdout and "Traceback" not in twice.stderr
+    assert head_of(database_url) == head, "a second demo wrote into the loaded store"
+
 
 # -- project, replay -----------------------------------------------------------------
 

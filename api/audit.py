@@ -54,10 +54,9 @@ class AccessWriter:
 
     ``flush`` waits until every row submitted before it is written (the access-log
     route calls it, so this process's reads are listed at once; another API process's
-    within ``WAIT_S`` or so). ``stop`` writes what is queued. Rows still queued when a
-    process is killed are lost: at most the reads of its last few milliseconds."""
+    as soon as its writer thread gets to them). ``stop`` writes what is queued. Rows
+    still queued when a process is killed are lost: at most its last few reads."""
 
-    WAIT_S = 0.05
     BATCH_MAX = 500
 
     def __init__(self, access_log: AccessLog) -> None:
@@ -130,13 +129,16 @@ class _Principals:
         self._known: dict[str, Principal] = {}
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _key(authorization: str) -> str:
+        return hashlib.sha256(authorization.encode()).hexdigest()
+
     def known(self, authorization: str | None) -> Principal | None:
         """The cached answer, if any (cheap: no thread hop needed)."""
         if not authorization:
             return None
-        key = hashlib.sha256(authorization.encode()).hexdigest()
         with self._lock:
-            return self._known.get(key)
+            return self._known.get(self._key(authorization))
 
     async def resolve_async(self, services: Any, authorization: str | None) -> Principal | None:
         found = self.known(authorization)
@@ -147,10 +149,11 @@ class _Principals:
     def resolve(self, services: Any, authorization: str | None) -> Principal | None:
         if not authorization:
             return None
-        found = self.known(authorization)
+        key = self._key(authorization)
+        with self._lock:
+            found = self._known.get(key)
         if found is not None:
             return found
-        key = hashlib.sha256(authorization.encode()).hexdigest()
         try:
             principal: Principal = services.principal_for(authorization)
         except DomainError:

@@ -201,13 +201,10 @@ class Ledger(Application[UUID]):
             found = self.select_many(ids[start : start + PRELOAD_IDS_MAX])
             for aggregate_id, stored in found.items():
                 aggregate: Any = None
-                for event in map(self._decode, stored):
-                    aggregate = event.mutate(aggregate)
+                for event in map(self.mapper.to_domain_event, stored):
+                    aggregate = cast(Any, event).mutate(aggregate)
                 loaded[aggregate_id] = aggregate
         return loaded
-
-    def _decode(self, stored: StoredEvent) -> Any:
-        return self.mapper.to_domain_event(stored)
 
     def _get_or_none(self, aggregate_id: UUID) -> Aggregate | None:
         try:

@@ -79,8 +79,8 @@ def _items(tx: Tx) -> dict[str, tuple[str, str | None] | None]:
     return items
 
 
-def _skus(tx: Tx, ids: Sequence[str]) -> Counter[str]:
-    """How many of the items ``ids`` there are of each SKU."""
+def _load(tx: Tx, ids: Sequence[str]) -> dict[str, tuple[str, str | None] | None]:
+    """The rows of ``ids`` (sku, destination; None when absent), read once per batch."""
     known = _items(tx)
     missing = [i for i in ids if i not in known]
     for start in range(0, len(missing), IDS_PER_QUERY_MAX):
@@ -91,7 +91,13 @@ def _skus(tx: Tx, ids: Sequence[str]) -> Counter[str]:
             f"SELECT id, sku, destination FROM inventory_items WHERE id IN ({marks})", chunk
         )
         known.update({item: (sku, destination) for item, sku, destination in rows})
-    return Counter(row[0] for row in (known[i] for i in dict.fromkeys(ids)) if row is not None)
+    return known
+
+
+def _skus(tx: Tx, ids: Sequence[str]) -> Counter[str]:
+    """How many of the items ``ids`` there are of each SKU."""
+    rows = _load(tx, ids)
+    return Counter(row[0] for row in (rows[i] for i in dict.fromkeys(ids)) if row is not None)
 
 
 def _commissioned(tx: Tx, event: Any, position: int) -> None:
@@ -114,8 +120,7 @@ def _shipped(tx: Tx, item: str, units: Counter[str], event: Any, position: int) 
 
 
 def _received(tx: Tx, item: str, units: Counter[str], position: int) -> None:
-    _skus(tx, [item])  # (remembers the item's row)
-    row = _items(tx)[item]
+    row = _load(tx, [item])[item]
     if row is None or row[1] is None:
         return
     tx.execute("UPDATE inventory_items SET destination = NULL WHERE id = ?", (item,))

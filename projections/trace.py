@@ -169,14 +169,15 @@ def _destination(tx: Tx, code: str) -> str | None:
     return _column(tx, _DESTINATIONS, "destination", code)
 
 
-def _wrote(
-    tx: Tx, codes: Iterable[str], *, owner: str | None = None, destination: str | None = None
-) -> None:
-    """Remember what this transaction just wrote (``owner`` unchanged when None)."""
+_KEPT = object()  # (``_wrote``: the owner column was not written)
+
+
+def _wrote(tx: Tx, codes: Iterable[str], *, destination: str | None, owner: object = _KEPT) -> None:
+    """Remember what this transaction just wrote to these codes' rows."""
     owners = tx.memo.setdefault(_OWNERS, {})
     destinations = tx.memo.setdefault(_DESTINATIONS, {})
     for code in codes:
-        if owner is not None:
+        if owner is not _KEPT:
             owners[code] = owner
         destinations[code] = destination
 
@@ -200,7 +201,7 @@ def _commissioned(tx: Tx, event: Any, position: int) -> None:
             position,
         ),
     )
-    _wrote(tx, [event.serial], owner=event.owner)
+    _wrote(tx, [event.serial], owner=event.owner, destination=None)
     if event.owner is not None:
         _add_step(tx, event.serial, event, position, "commission", event.owner, {})
         _add_holders(tx, [event.serial], event.owner, position)
@@ -243,9 +244,7 @@ def _received(
         (UnitState.IN_STOCK.value, receiver, position),
         codes,
     )
-    if receiver is None:
-        tx.memo.get(_OWNERS, {}).update(dict.fromkeys(codes))
-    _wrote(tx, codes, owner=receiver)
+    _wrote(tx, codes, owner=receiver, destination=None)
     if receiver is not None:
         _add_holders(tx, codes, receiver, position)
 
@@ -278,8 +277,7 @@ def _unit_unpacked(tx: Tx, code: str, event: Any, position: int) -> None:
         "dealer = ?, position = ? WHERE code = ?",
         (event.state, event.owner, event.destination, event.dealer, position, code),
     )
-    tx.memo.setdefault(_OWNERS, {})[code] = event.owner
-    _wrote(tx, [code], destination=event.destination)
+    _wrote(tx, [code], owner=event.owner, destination=event.destination)
 
 
 def _sold(tx: Tx, code: str, event: Any, position: int) -> None:
@@ -290,7 +288,7 @@ def _sold(tx: Tx, code: str, event: Any, position: int) -> None:
         "dealer = ?, position = ? WHERE code = ?",
         (UnitState.SOLD.value, event.store, event.dealer, position, code),
     )
-    _wrote(tx, [code], owner=event.store)
+    _wrote(tx, [code], owner=event.store, destination=None)
     _add_holders(tx, [code], event.store, position)
 
 

@@ -76,9 +76,8 @@ def _multi_row(sql: str) -> tuple[str, str, str] | None:
     twice in a statement) are sent row by row."""
     if sql not in _multi_rows:
         found = _INSERT.match(sql)
-        tail = found.group(3) if found else ""
-        ok = found is not None and "DO UPDATE" not in tail.upper()
-        _multi_rows[sql] = (found.group(1), found.group(2), tail) if ok and found else None
+        upsert = found is not None and "DO UPDATE" in found.group(3).upper()
+        _multi_rows[sql] = None if found is None or upsert else (found[1], found[2], found[3])
     return _multi_rows[sql]
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.metrics import family
 from domain.handlers.tokens import authenticate
 from projections.store import Store, default_projections
 from tests.conftest import BOOTSTRAP
@@ -363,14 +364,7 @@ def test_serve_starts_prints_docs_answers_and_stops_on_sigterm(
 
 
 def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry))
-    return found
+    return family(pid)[1:]
 
 
 def _alive(pid: int) -> bool:

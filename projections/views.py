@@ -7,13 +7,18 @@ projection engine. Readers use their own connections.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+import psycopg
 
 from projections.database import Database
 
@@ -43,85 +48,452 @@ class Tx(Protocol):
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
+    def flush(self) -> None:
+        """Send the queued writes now (the store does before commit)."""
 
-class SqliteTx:
-    dialect = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
+ROWS_PER_INSERT_MAX = 200
+# Fewer rows than this go out as single UPDATEs: planning a join with VALUES costs the
+# server more than the few prepared statements it replaces (measured: 1-2 row chunks).
+SET_UPDATE_ROWS_MIN = 8
+STATEMENTS_CACHED_MAX = ROWS_PER_INSERT_MAX  # multi-row texts kept per INSERT
+_WORDS = re.compile(r"[a-z_][a-z0-9_]*")
+_TARGET = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([a-z_][a-z0-9_]*)\b", re.I)
+_READS = re.compile(r"\b(SELECT|FROM)\b", re.I)
+_DDL = re.compile(r"^\s*(CREATE|DROP|ALTER)\b", re.I)
+_INSERT = re.compile(r"^(INSERT INTO [a-z_0-9]+ \(([^()]*)\) VALUES) (\([^()]*\))(.*)$", re.S)
+_CONFLICT = re.compile(r"ON CONFLICT \(([^()]*)\) DO (UPDATE|NOTHING)", re.I)
+
+
+class _Insert:
+    """An ``INSERT ... VALUES (...) [ON CONFLICT (...) DO ...]`` split around its row of
+    placeholders, so that many rows go out as one statement. An upsert (``DO UPDATE``) may
+    not touch one row twice in a statement: ``key`` picks the parameters of its conflict
+    columns, and a statement ends before a key repeats."""
+
+    def __init__(self, found: re.Match[str]) -> None:
+        self.head, self.values, self.tail = found[1], found[3], found[4]
+        self._statements: dict[int, str] = {}
+        columns = [c.strip() for c in found[2].split(",")]
+        items = [v.strip() for v in self.values.strip()[1:-1].split(",")]
+        assert len(columns) == len(items), f"columns and values differ: {found[0]}"
+        self.param_of: dict[str, int] = {}  # column -> its parameter's index
+        for column, item in zip(columns, items, strict=True):
+            if item == "?":
+                self.param_of[column] = len(self.param_of)
+        conflict = _CONFLICT.search(self.tail)
+        self.conflict_columns = (
+            None if conflict is None else tuple(c.strip() for c in conflict[1].split(","))
+        )
+        self.key: tuple[int, ...] | None = None
+        # An upsert whose key is partly a constant (``VALUES (1, ?)``): a row per statement.
+        self.alone = False
+        if conflict is not None and conflict[2].upper() == "UPDATE":
+            chosen = self.conflict_columns or ()
+            self.alone = not all(c in self.param_of for c in chosen)
+            if not self.alone:
+                self.key = tuple(self.param_of[c] for c in chosen)
+
+    def identity(self, primary_key: tuple[str, ...]) -> tuple[str, ...] | None:
+        """The unique columns that name the row it writes (all of them parameters)."""
+        chosen = self.conflict_columns or primary_key
+        return chosen if chosen and all(c in self.param_of for c in chosen) else None
+
+    def touched(self, columns: tuple[str, ...], row: Sequence[Any]) -> list[Any]:
+        if len(columns) == 1:
+            return [row[self.param_of[columns[0]]]]
+        return [tuple(row[self.param_of[c]] for c in columns)]
+
+    def chunks(self, rows: Sequence[Sequence[Any]]) -> Iterator[Sequence[Sequence[Any]]]:
+        if self.alone:
+            for row in rows:
+                yield [row]
+            return
+        if self.key is None:
+            for start in range(0, len(rows), ROWS_PER_INSERT_MAX):
+                yield rows[start : start + ROWS_PER_INSERT_MAX]
+            return
+        chunk: list[Sequence[Any]] = []
+        keys: set[tuple[Any, ...]] = set()
+        for row in rows:
+            key = tuple(row[i] for i in self.key)
+            if key in keys or len(chunk) == ROWS_PER_INSERT_MAX:
+                yield chunk
+                chunk, keys = [], set()
+            chunk.append(row)
+            keys.add(key)
+        if chunk:
+            yield chunk
+
+    def statement(self, rows: int) -> str:
+        """The statement for ``rows`` rows, placeholders numbered (``$1``...)."""
+        found = self._statements.get(rows)
+        if found is None:
+            parts = self.values.split("?")
+            width = len(parts) - 1
+            values = ", ".join(
+                "".join(
+                    part + (f"${r * width + i + 1}" if i < width else "")
+                    for i, part in enumerate(parts)
+                )
+                for r in range(rows)
+            )
+            tail = _numbered(self.tail, start=rows * width + 1)
+            found = f"{self.head} {values}{tail}"
+            if len(self._statements) < STATEMENTS_CACHED_MAX:
+                self._statements[rows] = found
+        return found
+
+
+_UPDATE = re.compile(r"^UPDATE ([a-z_0-9]+) SET (.*) WHERE (.*)$", re.S)
+_ASSIGNMENT = re.compile(r"^\s*([a-z_0-9]+)\s*=\s*(.*?)\s*$", re.S)
+_CONDITION = re.compile(r"^\s*([a-z_0-9]+)\s*(?:=\s*\?|IN\s*\(\s*\?(?:\s*,\s*\?)*\s*\))\s*$", re.S)
+
+
+class _Update:
+    """``UPDATE t SET c = <expr>, ... WHERE k = ? [AND ...]`` (or ``WHERE k IN (?, ...)``)
+    for many rows at once: ``UPDATE t SET c = <expr with _v._pN> FROM (VALUES ...) _v
+    WHERE k = _v._pN``, each parameter cast to the type of the column it is compared with or
+    assigned to. A statement touches a row once, so it ends before a key repeats: the
+    rows' effects are those of the single statements in order."""
+
+    def __init__(self, found: re.Match[str]) -> None:
+        self.table = found[1]
+        self.columns: list[str] = []  # the column each parameter belongs to, in order
+        assignments = _split_top(found[2])
+        conditions = re.split(r"\s+AND\s+", found[3].strip(), flags=re.I)
+        for part in assignments:
+            matched = _ASSIGNMENT.match(part)
+            if matched is None:
+                raise ValueError(part)
+            self.columns += [matched[1]] * matched[2].count("?")
+        self.key_params: list[int] = []
+        for part in conditions:
+            matched = _CONDITION.match(part)
+            if matched is None:
+                raise ValueError(part)
+            count = part.count("?")
+            self.key_params += range(len(self.columns), len(self.columns) + count)
+            self.columns += [matched[1]] * count
+        if len(conditions) > 1 and len(self.key_params) != len(conditions):
+            raise ValueError("IN together with other conditions")  # keys would be pairs of sets
+        self.composite = len(conditions) > 1
+        self.key_columns = tuple(dict.fromkeys(self.columns[i] for i in self.key_params))
+        assigned = {_ASSIGNMENT.match(part)[1] for part in assignments}  # type: ignore[index]
+        self.moves_keys = bool(assigned & set(self.key_columns))  # (then nothing may pass it)
+        # The parameters become columns _p1, _p2, ... of the VALUES list _v (no table's
+        # column starts with "_", so the target's columns keep their plain names).
+        counter = itertools.count(1)
+        self.body = _PLACEHOLDER.sub(lambda _: f"_v._p{next(counter)}", f"SET {found[2]}")
+        counter = itertools.count(1 + found[2].count("?"))
+        self.where = _PLACEHOLDER.sub(lambda _: f"_v._p{next(counter)}", found[3])
+
+    def touched(self, row: Sequence[Any]) -> list[Any]:
+        """The keys of the rows it changes (values of ``key_columns``)."""
+        if self.composite:
+            return [tuple(row[i] for i in self.key_params)]
+        return [row[i] for i in self.key_params]
+
+    def chunks(self, rows: Sequence[Sequence[Any]]) -> Iterator[Sequence[Sequence[Any]]]:
+        chunk: list[Sequence[Any]] = []
+        keys: set[Any] = set()
+        for row in rows:
+            touched = self.touched(row)
+            if len(chunk) == ROWS_PER_INSERT_MAX or not keys.isdisjoint(touched):
+                yield chunk
+                chunk, keys = [], set()
+            chunk.append(row)
+            keys.update(touched)
+        if chunk:
+            yield chunk
+
+    def statement(self, rows: int, types: dict[str, str]) -> str:
+        """``$n`` numbered: the first row's parameters are cast (the VALUES' column types
+        follow them), the others are not."""
+        width = len(self.columns)
+        first = ", ".join(f"${i + 1}::{types[c]}" for i, c in enumerate(self.columns))
+        others = (
+            "(" + ", ".join(f"${r * width + i + 1}" for i in range(width)) + ")"
+            for r in range(1, rows)
+        )
+        names = ", ".join(f"_p{i + 1}" for i in range(width))
+        values = ", ".join([f"({first})", *others])
+        return (
+            f"UPDATE {self.table} {self.body} FROM (VALUES {values}) AS _v({names}) "
+            f"WHERE {self.where}"
+        )
+
+
+def _split_top(text: str) -> list[str]:
+    """Split at the commas outside parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+@dataclass(frozen=True)
+class _Shape:
+    table: str | None  # the table a plain write changes; None: run it at once, in order
+    insert: _Insert | None
+    update: _Update | None
+
+
+_shapes: dict[str, _Shape] = {}
+_read_words: dict[str, frozenset[str]] = {}
+
+
+def _shape(sql: str) -> _Shape:
+    shape = _shapes.get(sql)
+    if shape is None:
+        target = _TARGET.match(sql)
+        # A write that reads (a subquery, UPDATE ... FROM) or is not a row write (DDL)
+        # runs at once, after everything queued before it.
+        plain = target is not None and not _READS.search(sql[target.end() :])
+        found = _INSERT.match(sql) if plain else None
+        update = None
+        changed = _UPDATE.match(sql) if plain else None
+        if changed is not None:
+            try:
+                update = _Update(changed)
+            except ValueError:  # a form it does not know: sent row by row
+                update = None
+        shape = _shapes[sql] = _Shape(
+            target[1].lower() if plain and target else None,
+            _Insert(found) if found is not None else None,
+            update,
+        )
+    return shape
+
+
+def _words(sql: str) -> frozenset[str]:
+    words = _read_words.get(sql)
+    if words is None:
+        words = _read_words[sql] = frozenset(_WORDS.findall(sql.lower()))
+    return words
+
+
+_Touch = Callable[[Sequence[Any]], list[Any]]
+SEGMENTS_PASSED_MAX = 64  # how far back a statement looks for rows of its own kind
+
+
+@dataclass
+class _Segment:
+    """Consecutive rows of one statement in a table's queue. ``columns``: the unique key
+    that names the rows it writes (None: unknown, nothing may pass it); the keys it
+    touches are worked out only when a statement wants to pass it."""
+
+    sql: str
+    rows: list[Sequence[Any]]
+    columns: tuple[str, ...] | None
+    touch: _Touch | None
+    keys: set[Any] = field(default_factory=set)
+    keyed: int = 0  # rows[:keyed] are in keys
+
+    def touched(self) -> set[Any]:
+        if self.touch is not None and self.keyed < len(self.rows):
+            for row in self.rows[self.keyed :]:
+                self.keys.update(self.touch(row))
+            self.keyed = len(self.rows)
+        return self.keys
+
+
+class _QueuedTx:
+    """Writes wait in a queue per table and go out together: rows of one statement become
+    one multi-row INSERT or set-based UPDATE. A read first sends what is queued for the
+    tables it names, so a transaction reads its own writes; the store flushes before
+    commit. Different tables are independent (read models have no foreign keys or
+    triggers). In one table a statement joins the latest queued rows of the same
+    statement when every statement queued after those touches other rows by the same
+    unique key (two writes to different rows commute); otherwise it waits its turn."""
+
+    def __init__(self, catalog: dict[Any, Any] | None = None) -> None:
         self.memo: dict[Any, Any] = {}
+        self._queued: dict[str, list[_Segment]] = {}
+        # the store's (shared by its transactions): primary keys and column types per table
+        self._catalog = {} if catalog is None else catalog
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._conn.execute(sql, params)
+        self._write(sql, (params,))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._conn.executemany(sql, rows)
+        if rows:
+            self._write(sql, rows)
+
+    def _write(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        shape = _shape(sql)
+        table = shape.table
+        if table is None:
+            self.flush()
+            if _DDL.match(sql):
+                self._catalog.clear()
+            self._send(sql, rows)
+            return
+        queue = self._queued.setdefault(table, [])
+        if queue and queue[-1].sql == sql:
+            queue[-1].rows.extend(rows)
+            return
+        columns, touch = self._identity(shape, table)
+        if touch is not None and len(queue) > 1:
+            mine = {key for row in rows for key in touch(row)}
+            for segment in queue[: -SEGMENTS_PASSED_MAX - 2 : -1]:
+                if segment.sql == sql:
+                    segment.rows.extend(rows)  # (its keys are worked out when needed)
+                    return
+                if segment.columns != columns or not segment.touched().isdisjoint(mine):
+                    break
+        queue.append(_Segment(sql, list(rows), columns, touch))
+
+    def _identity(self, shape: _Shape, table: str) -> tuple[tuple[str, ...] | None, _Touch | None]:
+        """The unique key a statement's rows are named by, and how to read it from a row."""
+        if shape.update is not None and not shape.update.moves_keys:
+            return shape.update.key_columns, shape.update.touched
+        insert = shape.insert
+        if insert is not None:
+            columns = insert.identity(self._primary_key(table))
+            if columns is not None:
+                return columns, functools.partial(insert.touched, columns)
+        return None, None
+
+    def _primary_key(self, table: str) -> tuple[str, ...]:
+        key = ("primary key", table)
+        if key not in self._catalog:
+            self._catalog[key] = self._read_primary_key(table)
+        return self._catalog[key]  # type: ignore[no-any-return]
+
+    def _read_primary_key(self, table: str) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _before_read(self, sql: str) -> None:
+        if self._queued:
+            for table in _words(sql) & self._queued.keys():
+                self._flush_table(table)
+
+    def flush(self) -> None:
+        for table in list(self._queued):
+            self._flush_table(table)
+
+    def _flush_table(self, table: str) -> None:
+        for segment in self._queued.pop(table):
+            self._send(segment.sql, segment.rows)
+
+    def _send(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+
+class SqliteTx(_QueuedTx):
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection, catalog: dict[Any, Any] | None = None) -> None:
+        super().__init__(catalog)
+        self._conn = conn
+
+    def _read_primary_key(self, table: str) -> tuple[str, ...]:
+        rows = self._conn.execute(f"PRAGMA table_info({table})").fetchall()
+        return tuple(r[1] for r in sorted(rows, key=lambda r: r[5]) if r[5] > 0)
+
+    def _send(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if len(rows) == 1:
+            self._conn.execute(sql, rows[0])
+        else:
+            self._conn.executemany(sql, rows)
 
     def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self._before_read(sql)
         row = self._conn.execute(sql, params).fetchone()
         return None if row is None else tuple(row)
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._before_read(sql)
         return [tuple(r) for r in self._conn.execute(sql, params).fetchall()]
 
 
-ROWS_PER_INSERT_MAX = 200
-_INSERT = re.compile(r"^(INSERT INTO [a-z_0-9]+ \([^()]*\) VALUES) (\([^()]*\))(.*)$", re.S)
-_multi_rows: dict[str, tuple[str, str, str] | None] = {}
+class PostgresTx(_QueuedTx):
+    """Statements go out with numbered parameters (``$1``) on raw cursors: psycopg does
+    not parse them (a multi-row INSERT's text is new each time, and parsing it in Python
+    cost more than sending it)."""
 
-
-def _multi_row(sql: str) -> tuple[str, str, str] | None:
-    """``INSERT ... VALUES (?, ...) [ON CONFLICT ... DO NOTHING]`` split around its row of
-    placeholders, or None: other statements (and upserts, which may not touch one row
-    twice in a statement) are sent row by row."""
-    if sql not in _multi_rows:
-        found = _INSERT.match(sql)
-        upsert = found is not None and "DO UPDATE" in found.group(3).upper()
-        _multi_rows[sql] = None if found is None or upsert else (found[1], found[2], found[3])
-    return _multi_rows[sql]
-
-
-class PostgresTx:
     dialect = "postgresql"
     _cache: dict[str, str] = {}
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, catalog: dict[Any, Any] | None = None) -> None:
+        super().__init__(catalog)
         self._conn = conn
-        self._cur = conn.cursor()  # the writes' cursor: cheaper than one per statement
-        self.memo: dict[Any, Any] = {}
+        self._cur = psycopg.RawCursor(conn)  # the writes' cursor: cheaper than one per statement
 
     @classmethod
     def _sql(cls, sql: str) -> str:
         converted = cls._cache.get(sql)
         if converted is None:
-            converted = cls._cache[sql] = _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
+            converted = cls._cache[sql] = _numbered(sql)
         return converted
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._cur.execute(self._sql(sql), params)
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if not rows:
-            return
-        merged = _multi_row(sql)
-        if merged is None or len(rows) == 1:
+    def _send(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        shape = _shape(sql)
+        if len(rows) == 1:
+            self._cur.execute(self._sql(sql), rows[0])
+        elif shape.insert is not None:
+            for chunk in shape.insert.chunks(rows):
+                statement = (
+                    self._sql(sql) if len(chunk) == 1 else shape.insert.statement(len(chunk))
+                )
+                self._cur.execute(statement, [v for row in chunk for v in row])
+        elif shape.update is not None:
+            types = self._types(shape.update.table)
+            for chunk in shape.update.chunks(rows):
+                if len(chunk) < SET_UPDATE_ROWS_MIN:  # the plain statement, prepared, is cheaper
+                    self._cur.executemany(self._sql(sql), chunk)
+                    continue
+                statement = shape.update.statement(len(chunk), types)
+                self._cur.execute(statement, [v for row in chunk for v in row])
+        else:
             self._cur.executemany(self._sql(sql), rows)
-            return
-        # An INSERT of many rows: one statement per ROWS_PER_INSERT_MAX rows.
-        head, values, tail = merged
-        for start in range(0, len(rows), ROWS_PER_INSERT_MAX):
-            chunk = rows[start : start + ROWS_PER_INSERT_MAX]
-            statement = f"{head} {', '.join([values] * len(chunk))}{tail}"
-            self._cur.execute(self._sql(statement), [v for row in chunk for v in row])
+
+    def _types(self, table: str) -> dict[str, str]:
+        """The table's column types (as ``format_type`` spells them)."""
+        key = ("column types", table)
+        types = self._catalog.get(key)
+        if types is None:
+            rows = psycopg.RawCursor(self._conn).execute(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+                "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                [table],
+            )
+            types = self._catalog[key] = dict(rows.fetchall())
+        return types
+
+    def _read_primary_key(self, table: str) -> tuple[str, ...]:
+        rows = psycopg.RawCursor(self._conn).execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1::regclass AND i.indisprimary "
+            "ORDER BY array_position(i.indkey::int2[], a.attnum)",
+            [table],
+        )
+        return tuple(r[0] for r in rows.fetchall())
 
     # A read gets a cursor of its own: in pipeline mode the writes' cursor may still hold
     # results of queued statements (a shared one answered a SELECT with an INSERT's status).
     def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        row = self._conn.execute(self._sql(sql), params).fetchone()
+        self._before_read(sql)
+        row = psycopg.RawCursor(self._conn).execute(self._sql(sql), params).fetchone()
         return None if row is None else tuple(row)
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self._conn.execute(self._sql(sql), params).fetchall()]
+        self._before_read(sql)
+        return [tuple(r) for r in psycopg.RawCursor(self._conn).execute(self._sql(sql), params)]
+
+
+def _numbered(sql: str, start: int = 1) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1, $2, ...`` (``%`` needs no escaping then)."""
+    counter = itertools.count(start)
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
 
 
 class ViewStore:
@@ -132,6 +504,9 @@ class ViewStore:
         self.dialect = "sqlite" if database.is_sqlite else "postgresql"
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        # Primary keys and column types of the read models' tables, as the write queue
+        # needs them; forgotten when a statement changes the schema.
+        self._catalog: dict[Any, Any] = {}
         self._pool: Any = None
         if database.is_sqlite:
             self.path = Path(target) if target else database.views_path
@@ -184,7 +559,9 @@ class ViewStore:
                 conn = self._sqlite()
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    yield SqliteTx(conn)
+                    lite = SqliteTx(conn, self._catalog)
+                    yield lite
+                    lite.flush()
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
@@ -193,7 +570,9 @@ class ViewStore:
         # Pipeline mode: writes go out without waiting for each answer (a read syncs),
         # so a batch of projection writes costs far fewer round trips.
         with self._pool.connection() as pg, pg.pipeline(), pg.transaction():
-            yield PostgresTx(pg)
+            tx = PostgresTx(pg, self._catalog)
+            yield tx
+            tx.flush()
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -201,12 +580,16 @@ class ViewStore:
             conn = self._sqlite()
             conn.execute("BEGIN")
             try:
-                yield SqliteTx(conn)
+                lite = SqliteTx(conn, self._catalog)
+                yield lite
+                lite.flush()
             finally:
                 conn.execute("COMMIT")
             return
         with self._pool.connection() as pg, pg.transaction():
-            yield PostgresTx(pg)
+            tx = PostgresTx(pg, self._catalog)
+            yield tx
+            tx.flush()
 
     def purge_freed_pages(self) -> None:
         """Make scrubbed rows unrecoverable: SQLite keeps old page versions in its WAL until a
@@ -230,6 +613,7 @@ class ViewStore:
 
     def drop_everything(self) -> None:
         """Remove every read model of this store (a side build before it is rebuilt)."""
+        self._catalog.clear()
         if self._pool is None:
             self.close()
             for suffix in ("", "-wal", "-shm"):

@@ -274,10 +274,14 @@ class HashChain:
         self._tx: Tx | None = None
         self._head = EMPTY_HEAD
 
+    def prepare(self, tx: Tx, events: list[tuple[Any, int]]) -> None:
+        """The head, read before the batch writes anything (no wait on those writes)."""
+        self._head = chain_head(tx)
+        self._tx = tx
+
     def apply(self, tx: Tx, event: Any, position: int) -> None:
         if tx is not self._tx:
-            self._head = chain_head(tx)
-            self._tx = tx
+            self.prepare(tx, [])
         prev = self._head
         assert position > prev.position, "the chain grows in position order"
         digest = hash_of(prev.hash, position, event)

@@ -18,6 +18,7 @@ Asia/Shanghai calendar days, ``[from, to]`` both included, scope = a partner's s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -121,12 +122,26 @@ class Dashboard4RView:
         else:
             self._apply_member(tx, event, oid, position)
 
+    def prepare(self, tx: Tx, events: list[tuple[Any, int]]) -> None:
+        """The last activity of the batch's scanning members, in one query."""
+        members = {
+            e.member_id
+            for e, _ in events
+            if isinstance(e, Unit.Scanned) and e.member_id is not None
+        }
+        _last_seen(tx, members)
+        _lowest(tx)
+
+    def finish(self, tx: Tx) -> None:
+        last_seen: dict[str, str | None] = tx.memo.get("r4.last_at", {})
+        tx.executemany(
+            "UPDATE r4_members SET last_at = ? WHERE member_id = ?",
+            [(last_seen[m], m) for m in sorted(tx.memo.pop("r4.active", ()))],
+        )
+
     def _activity(self, tx: Tx, member: str, at: datetime, position: int) -> None:
         _ensure_member(tx, member)
-        last_seen: dict[str, str | None] = tx.memo.setdefault("r4.last_at", {})
-        if member not in last_seen:
-            row = tx.fetchone("SELECT last_at FROM r4_members WHERE member_id = ?", (member,))
-            last_seen[member] = None if row is None or row[0] is None else str(row[0])
+        last_seen = _last_seen(tx, (member,))
         last = last_seen[member]
         gap = None if last is None else (at - datetime.fromisoformat(last)).days
         tx.execute(
@@ -135,9 +150,7 @@ class Dashboard4RView:
             (member, position, _day(at), gap),
         )
         last_seen[member] = at.isoformat()
-        tx.execute(
-            "UPDATE r4_members SET last_at = ? WHERE member_id = ?", (last_seen[member], member)
-        )
+        tx.memo.setdefault("r4.active", set()).add(member)  # written by ``finish``
 
     def _apply_member(self, tx: Tx, event: Any, oid: str, position: int) -> None:
         if isinstance(event, TierPolicy.Published):
@@ -233,12 +246,36 @@ class Dashboard4RView:
         )
 
 
-def _ensure_member(tx: Tx, member: str) -> None:
-    """A member's row (a scan's unit event may come before the member's Joined)."""
+LOOKED_UP_PER_QUERY = 500
+
+
+def _last_seen(tx: Tx, members: Iterable[str]) -> dict[str, str | None]:
+    """Each member's last activity (None: none yet), remembered for the batch."""
+    last_seen: dict[str, str | None] = tx.memo.setdefault("r4.last_at", {})
+    missing = sorted({m for m in members if m not in last_seen})
+    for start in range(0, len(missing), LOOKED_UP_PER_QUERY):
+        part = missing[start : start + LOOKED_UP_PER_QUERY]
+        rows = tx.fetchall(
+            "SELECT member_id, last_at FROM r4_members "
+            f"WHERE member_id IN ({', '.join('?' * len(part))})",
+            part,
+        )
+        found = {str(m): None if at is None else str(at) for m, at in rows}
+        for m in part:
+            last_seen[m] = found.get(m)
+    return last_seen
+
+
+def _lowest(tx: Tx) -> str:
     if "r4.lowest" not in tx.memo:
         row = tx.fetchone("SELECT lowest FROM r4_policy WHERE id = 1")
         tx.memo["r4.lowest"] = DEFAULT_TIERS.lowest.name if row is None else str(row[0])
-    lowest = tx.memo["r4.lowest"]
+    return str(tx.memo["r4.lowest"])
+
+
+def _ensure_member(tx: Tx, member: str) -> None:
+    """A member's row (a scan's unit event may come before the member's Joined)."""
+    lowest = _lowest(tx)
     tx.execute(
         "INSERT INTO r4_members (member_id, tier) VALUES (?, ?) ON CONFLICT (member_id) DO NOTHING",
         (member, lowest),

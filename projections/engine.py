@@ -43,6 +43,9 @@ class Projection(Protocol):
     topics: frozenset[str]
     # A projection with ``reads_stored = True`` gets the stored notification (topic, bytes
     # exactly as stored) as ``event`` instead of the decoded domain event.
+    # Optional, per batch: ``prepare(tx, [(event, position), ...])`` before its first
+    # ``apply`` (read at once what the batch needs), ``finish(tx)`` after its last (write
+    # what it folded in ``tx.memo``, check invariants). A batch is one transaction.
 
     def apply(self, tx: Tx, event: Any, position: int) -> None: ...
 
@@ -75,6 +78,7 @@ class Engine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        self._readers: dict[str, set[str]] = {}  # topic -> the projections that read it
         names = [p.name for p in self.projections]
         assert len(names) == len(set(names)), "projection names are unique"
 
@@ -164,27 +168,49 @@ class Engine:
         self, tx: Tx, notifications: Sequence[Notification], positions: dict[str, int]
     ) -> None:
         work = []
+        behind = [(p, positions.get(p.name, 0)) for p in self.projections]
         for n in notifications:
-            interested = [
-                p
-                for p in self.projections
-                if n.id > positions.get(p.name, 0) and (not p.topics or n.topic in p.topics)
-            ]
+            readers = self._readers.get(n.topic)
+            if readers is None:
+                readers = self._readers[n.topic] = {
+                    p.name for p in self.projections if not p.topics or n.topic in p.topics
+                }
+            interested = [p for p, at in behind if n.id > at and p.name in readers]
             if interested:
                 work.append((n, interested))
         prefetch = getattr(self.mapper, "prefetch_keys", None)
         if prefetch is not None:  # the members' keys the batch decrypts with, at once
             prefetch(n for n, ps in work if any(not getattr(p, "reads_stored", False) for p in ps))
+        # Decoded once, whoever reads them; each read model gets its events in log order.
+        batches: dict[str, list[tuple[Any, int]]] = {p.name: [] for p in self.projections}
         for n, interested in work:
             event: Any = None
             for p in interested:
                 if getattr(p, "reads_stored", False):
                     # e.g. the hash chain: it needs the bytes exactly as stored, not a decoding
-                    p.apply(tx, n, n.id)
+                    batches[p.name].append((n, n.id))
                     continue
                 if event is None:
                     event = self.mapper.to_domain_event(n)
-                p.apply(tx, event, n.id)
+                batches[p.name].append((event, n.id))
+        # Every read model reads what it needs first, before any write of the batch: a read
+        # waits for the writes queued before it in the pipeline.
+        for p in self.projections:
+            prepare = getattr(p, "prepare", None)
+            if prepare is not None and batches[p.name]:
+                prepare(tx, batches[p.name])
+        for p in self.projections:
+            events = batches[p.name]
+            if not events:
+                continue
+            for event, position in events:
+                p.apply(tx, event, position)
+            finish = getattr(p, "finish", None)
+            if finish is not None:  # e.g. write the rows the batch folded, check invariants
+                finish(tx)
+            # Its writes go out now: the database works on them while the next read
+            # model is computed (pipeline mode), not all of them at commit.
+            tx.flush()
 
     def catch_up(
         self, until: int | None = None, on_progress: Callable[[Progress], None] | None = None

@@ -50,6 +50,19 @@ class InventoryView:
         }
     )
 
+    def prepare(self, tx: Tx, events: list[tuple[Any, int]]) -> None:
+        """The items the batch moves (and the units of its cases), in one query."""
+        ids: list[str] = []
+        for event, _ in events:
+            if not isinstance(event, (Unit.Commissioned, Case.Commissioned)):
+                ids.append(str(event.originator_id))
+                if isinstance(event, (Case.Shipped, Case.Received)):
+                    ids += _unit_ids(event.units)
+        _load(tx, list(dict.fromkeys(ids)))
+
+    def finish(self, tx: Tx) -> None:
+        _write(tx)
+
     def apply(self, tx: Tx, event: Any, position: int) -> None:
         if isinstance(event, (Unit.Commissioned, Case.Commissioned)):
             _commissioned(tx, event, position)
@@ -79,9 +92,23 @@ def _items(tx: Tx) -> dict[str, tuple[str, str | None] | None]:
     return items
 
 
+# A batch folds its changes in ``tx.memo`` and ``finish`` writes them, a statement per
+# kind of change: the items' rows as they end the batch, and each partner's counts.
+_STORED = "inventory.stored"  # ids whose row existed when the batch began
+_NEW = "inventory.new"  # id -> kind, of the items commissioned in the batch
+_CHANGED = "inventory.changed"  # ids whose row the batch changed (insertion order)
+_COUNTS = "inventory.counts"  # (partner, sku) -> [on_hand, received, shipped, sold, position]
+
+
+def _changed(tx: Tx, item: str, row: tuple[str, str | None] | None) -> None:
+    _items(tx)[item] = row
+    tx.memo.setdefault(_CHANGED, {})[item] = None
+
+
 def _load(tx: Tx, ids: Sequence[str]) -> dict[str, tuple[str, str | None] | None]:
     """The rows of ``ids`` (sku, destination; None when absent), read once per batch."""
     known = _items(tx)
+    stored: set[str] = tx.memo.setdefault(_STORED, set())
     missing = [i for i in ids if i not in known]
     for start in range(0, len(missing), IDS_PER_QUERY_MAX):
         chunk = missing[start : start + IDS_PER_QUERY_MAX]
@@ -91,7 +118,38 @@ def _load(tx: Tx, ids: Sequence[str]) -> dict[str, tuple[str, str | None] | None
             f"SELECT id, sku, destination FROM inventory_items WHERE id IN ({marks})", chunk
         )
         known.update({item: (sku, destination) for item, sku, destination in rows})
+        stored.update(str(row[0]) for row in rows)
     return known
+
+
+def _write(tx: Tx) -> None:
+    items, stored = _items(tx), tx.memo.get(_STORED, set())
+    kinds: dict[str, str] = tx.memo.get(_NEW, {})
+    inserted, updated, deleted = [], [], []
+    for item in tx.memo.pop(_CHANGED, {}):
+        row = items[item]
+        if item in stored:
+            if row is None:
+                deleted.append((item,))
+            else:
+                updated.append((row[1], item))
+        elif row is not None:
+            inserted.append((item, kinds[item], row[0], row[1]))
+    tx.executemany("DELETE FROM inventory_items WHERE id = ?", deleted)
+    tx.executemany("UPDATE inventory_items SET destination = ? WHERE id = ?", updated)
+    tx.executemany(
+        "INSERT INTO inventory_items (id, kind, sku, destination) VALUES (?, ?, ?, ?)", inserted
+    )
+    counts: dict[tuple[str, str], list[int]] = tx.memo.pop(_COUNTS, {})
+    tx.executemany(
+        "INSERT INTO inventory (partner, sku, on_hand, received, shipped, sold, position) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (partner, sku) DO UPDATE SET "
+        "on_hand = inventory.on_hand + excluded.on_hand, "
+        "received = inventory.received + excluded.received, "
+        "shipped = inventory.shipped + excluded.shipped, "
+        "sold = inventory.sold + excluded.sold, position = excluded.position",
+        [(partner, sku, *figures) for (partner, sku), figures in counts.items()],
+    )
 
 
 def _skus(tx: Tx, ids: Sequence[str]) -> Counter[str]:
@@ -102,20 +160,16 @@ def _skus(tx: Tx, ids: Sequence[str]) -> Counter[str]:
 
 def _commissioned(tx: Tx, event: Any, position: int) -> None:
     kind = "case" if isinstance(event, Case.Commissioned) else "unit"
-    tx.execute(
-        "INSERT INTO inventory_items (id, kind, sku, destination) VALUES (?, ?, ?, NULL)",
-        (str(event.originator_id), kind, event.sku),
-    )
-    _items(tx)[str(event.originator_id)] = (event.sku, None)
+    tx.memo.setdefault(_NEW, {})[str(event.originator_id)] = kind
+    _changed(tx, str(event.originator_id), (event.sku, None))
     if kind == "unit":
         _count(tx, event.owner, Counter({event.sku: 1}), position, on_hand=1)
 
 
 def _shipped(tx: Tx, item: str, units: Counter[str], event: Any, position: int) -> None:
-    tx.execute("UPDATE inventory_items SET destination = ? WHERE id = ?", (event.to, item))
     row = _items(tx).get(item)
     if row is not None:
-        _items(tx)[item] = (row[0], event.to)
+        _changed(tx, item, (row[0], event.to))
     _count(tx, event.source, units, position, on_hand=-1, shipped=1)
 
 
@@ -123,15 +177,13 @@ def _received(tx: Tx, item: str, units: Counter[str], position: int) -> None:
     row = _load(tx, [item])[item]
     if row is None or row[1] is None:
         return
-    tx.execute("UPDATE inventory_items SET destination = NULL WHERE id = ?", (item,))
-    _items(tx)[item] = (row[0], None)
+    _changed(tx, item, (row[0], None))
     _count(tx, row[1], units, position, on_hand=1, received=1)
 
 
 def _sold(tx: Tx, item: str, store: str, position: int) -> None:
     units = _skus(tx, [item])
-    tx.execute("DELETE FROM inventory_items WHERE id = ?", (item,))
-    _items(tx)[item] = None
+    _changed(tx, item, None)
     _count(tx, store, units, position, on_hand=-1, sold=1)
 
 
@@ -146,19 +198,15 @@ def _count(
     shipped: int = 0,
     sold: int = 0,
 ) -> None:
-    """Add ``units`` (per SKU) times each sign to the partner's figures."""
-    tx.executemany(
-        "INSERT INTO inventory (partner, sku, on_hand, received, shipped, sold, position) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (partner, sku) DO UPDATE SET "
-        "on_hand = inventory.on_hand + excluded.on_hand, "
-        "received = inventory.received + excluded.received, "
-        "shipped = inventory.shipped + excluded.shipped, "
-        "sold = inventory.sold + excluded.sold, position = excluded.position",
-        [
-            (partner, sku, n * on_hand, n * received, n * shipped, n * sold, position)
-            for sku, n in sorted(units.items())
-        ],
-    )
+    """Add ``units`` (per SKU) times each sign to the partner's figures (for ``_write``)."""
+    counts: dict[tuple[str, str], list[int]] = tx.memo.setdefault(_COUNTS, {})
+    for sku, n in sorted(units.items()):
+        figures = counts.setdefault((partner, sku), [0, 0, 0, 0, position])
+        figures[0] += n * on_hand
+        figures[1] += n * received
+        figures[2] += n * shipped
+        figures[3] += n * sold
+        figures[4] = position
 
 
 # -- queries ---------------------------------------------------------------------

@@ -87,6 +87,9 @@ class LedgerPostings:
         {cls.TOPIC for cls in KIND_OF} | {Order.Fulfilled.TOPIC}  # type: ignore[attr-defined]
     )
 
+    def prepare(self, tx: Tx, events: list[tuple[Any, int]]) -> None:
+        _running_max(tx)  # read before the batch's writes: no wait for them
+
     def apply(self, tx: Tx, event: Any, position: int) -> None:
         if isinstance(event, Order.Fulfilled):
             _window(tx, event.order_id, event.due_at, position)
@@ -100,10 +103,7 @@ class LedgerPostings:
         if isinstance(event, Order.Paid) and event.fulfilled and event.due_at is not None:
             _window(tx, event.order_id, event.due_at, position)
         at_us = to_micros(event.timestamp)
-        row = tx.fetchone(
-            "SELECT running_max_us FROM ledger_entries ORDER BY position DESC LIMIT 1"
-        )
-        running_max = at_us if row is None else max(int(row[0]), at_us)
+        running_max = tx.memo[_RUNNING_MAX] = max(_running_max(tx), at_us)
         stated = _stated_amount(event)
         reason, ref = _reason(event)
         tx.execute(
@@ -132,6 +132,20 @@ class LedgerPostings:
             "order_id, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+
+
+_RUNNING_MAX = "ledger.running_max"
+
+
+def _running_max(tx: Tx) -> int:
+    """The latest entry's running maximum of entry times (0: none), remembered for the
+    batch (which raises it as it writes entries)."""
+    if _RUNNING_MAX not in tx.memo:
+        row = tx.fetchone(
+            "SELECT running_max_us FROM ledger_entries ORDER BY position DESC LIMIT 1"
+        )
+        tx.memo[_RUNNING_MAX] = 0 if row is None else int(row[0])
+    return int(tx.memo[_RUNNING_MAX])
 
 
 def _stated_amount(event: Any) -> int:

@@ -111,14 +111,33 @@ class MembersView:
         if handler is None:
             return
         handler(tx, member, event)
-        tx.execute("UPDATE members SET position = ? WHERE member_id = ?", (position, member))
+        tx.memo.setdefault("members.position", {})[member] = position
+
+    def prepare(self, tx: Tx, events: list[tuple[Any, int]]) -> None:
+        if any(isinstance(e, Member.Joined) for e, _ in events):
+            _lowest(tx)  # read before the batch's writes: no wait for them
+
+    def finish(self, tx: Tx) -> None:
+        """Each touched member's position, and the points invariant of each member whose
+        points moved, once per batch (one statement each, not one per event)."""
+        positions: dict[str, int] = tx.memo.pop("members.position", {})
+        tx.executemany(
+            "UPDATE members SET position = ? WHERE member_id = ?",
+            [(position, member) for member, position in positions.items()],
+        )
+        _check_all(tx, tx.memo.pop("members.check", set()))
 
 
-def _joined(tx: Tx, member: str, e: Any) -> None:
+def _lowest(tx: Tx) -> str:
+    """The lowest tier of the policy in force (a new member's), remembered for the batch."""
     if "members.lowest" not in tx.memo:
         row = tx.fetchone("SELECT lowest FROM members_tier_policy WHERE id = 1")
         tx.memo["members.lowest"] = DEFAULT_TIERS.lowest.name if row is None else row[0]
-    lowest = tx.memo["members.lowest"]
+    return str(tx.memo["members.lowest"])
+
+
+def _joined(tx: Tx, member: str, e: Any) -> None:
+    lowest = _lowest(tx)
     tx.execute(
         "INSERT INTO members (member_id, channel, region_code, phone_masked, tier, points, debt, "
         "growth, tags, joined_at, position) VALUES (?, ?, ?, ?, ?, 0, 0, 0, '[]', ?, 0)",
@@ -265,17 +284,32 @@ def _forgotten(tx: Tx, member: str, _e: Any) -> None:
 
 
 def _check(tx: Tx, member: str) -> None:
-    """Second path of the points invariant: the view's balance is its lots minus debt."""
-    row = tx.fetchone(
-        "SELECT points, debt, (SELECT COALESCE(SUM(remaining), 0) FROM member_lots l "
-        "WHERE l.member_id = m.member_id), (SELECT COALESCE(MIN(remaining), 0) FROM "
-        "member_lots l WHERE l.member_id = m.member_id) FROM members m WHERE member_id = ?",
-        (member,),
-    )
-    assert row is not None, f"no member {member}"
-    points, debt, remaining, lowest = (int(v) for v in row)
-    assert points == remaining - debt, f"points of {member} do not add up"
-    assert lowest >= 0, f"a lot of {member} went below zero"
+    """Second path of the points invariant, checked for the batch's members at its end."""
+    tx.memo.setdefault("members.check", set()).add(member)
+
+
+CHECKED_PER_QUERY = 500
+
+
+def _check_all(tx: Tx, members: set[str]) -> None:
+    """The view's balance is its lots minus debt, and no lot is below zero."""
+    chosen = sorted(members)
+    for start in range(0, len(chosen), CHECKED_PER_QUERY):
+        part = chosen[start : start + CHECKED_PER_QUERY]
+        rows = tx.fetchall(
+            "SELECT m.member_id, m.points, m.debt, COALESCE(SUM(l.remaining), 0), "
+            "COALESCE(MIN(l.remaining), 0) FROM members m LEFT JOIN member_lots l "
+            "ON l.member_id = m.member_id "
+            f"WHERE m.member_id IN ({', '.join('?' * len(part))}) "
+            "GROUP BY m.member_id, m.points, m.debt",
+            part,
+        )
+        found = {str(r[0]) for r in rows}
+        assert found == set(part), f"no member {sorted(set(part) - found)[:3]}"
+        for member, *values in rows:
+            points, debt, remaining, lowest = (int(v) for v in values)
+            assert points == remaining - debt, f"points of {member} do not add up"
+            assert lowest >= 0, f"a lot of {member} went below zero"
 
 
 _HANDLERS: dict[str, Any] = {

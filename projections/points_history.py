@@ -8,6 +8,7 @@ the balance does not move). ``balance`` is the member's balance after the entry.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -49,6 +50,18 @@ class PointsHistoryView:
         }
     )
 
+    def prepare(self, tx: Tx, events: list[tuple[Any, int]]) -> None:
+        _balances(tx, {str(e.originator_id) for e, _ in events})
+
+    def finish(self, tx: Tx) -> None:
+        """The batch's members' balances, written once each."""
+        balances: dict[str, int] = tx.memo.pop(BALANCES, {})
+        tx.executemany(
+            "INSERT INTO points_balances (member_id, balance) VALUES (?, ?) "
+            "ON CONFLICT (member_id) DO UPDATE SET balance = excluded.balance",
+            sorted(balances.items()),
+        )
+
     def apply(self, tx: Tx, event: Any, position: int) -> None:
         member = str(event.originator_id)
         if isinstance(event, Member.PointsEarned):
@@ -67,16 +80,8 @@ class PointsHistoryView:
         else:
             return
         kind, points, reason, cause, lots = entry
-        balances: dict[str, int] = tx.memo.setdefault("points_history.balance", {})
-        if member not in balances:
-            row = tx.fetchone("SELECT balance FROM points_balances WHERE member_id = ?", (member,))
-            balances[member] = 0 if row is None else int(row[0])
+        balances = _balances(tx, (member,))
         balance = balances[member] = balances[member] + points
-        tx.execute(
-            "INSERT INTO points_balances (member_id, balance) VALUES (?, ?) "
-            "ON CONFLICT (member_id) DO UPDATE SET balance = excluded.balance",
-            (member, balance),
-        )
         # entries at one position are all written while applying that event: in this tx
         seqs: dict[tuple[str, int], int] = tx.memo.setdefault("points_history.seq", {})
         seq = seqs[member, position] = seqs.get((member, position), -1) + 1
@@ -96,6 +101,27 @@ class PointsHistoryView:
                 _json.encode(lots).decode(),
             ),
         )
+
+
+BALANCES = "points_history.balance"
+LOOKED_UP_PER_QUERY = 500
+
+
+def _balances(tx: Tx, members: Iterable[str]) -> dict[str, int]:
+    """Each member's balance as of the batch's last applied event (memo of the batch)."""
+    balances: dict[str, int] = tx.memo.setdefault(BALANCES, {})
+    missing = sorted({m for m in members if m not in balances})
+    for start in range(0, len(missing), LOOKED_UP_PER_QUERY):
+        part = missing[start : start + LOOKED_UP_PER_QUERY]
+        rows = tx.fetchall(
+            "SELECT member_id, balance FROM points_balances "
+            f"WHERE member_id IN ({', '.join('?' * len(part))})",
+            part,
+        )
+        found = {str(m): int(b) for m, b in rows}
+        for m in part:
+            balances[m] = found.get(m, 0)
+    return balances
 
 
 def _lots(taken: Any) -> list[dict[str, Any]]:

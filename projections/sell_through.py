@@ -7,6 +7,7 @@ commissioned unit until it is sold (Unit.Sold does not carry it).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -36,12 +37,62 @@ class SellThroughView:
     )
     topics: frozenset[str] = frozenset({Unit.Commissioned.TOPIC, Unit.Sold.TOPIC})
 
+    # A batch folds into ``tx.memo`` (the units' SKUs as the batch leaves them, the sales
+    # per store, SKU and day) and ``finish`` writes that, a statement per kind of change.
+
+    def prepare(self, tx: Tx, events: list[tuple[Any, int]]) -> None:
+        _skus(tx, [str(e.originator_id) for e, _ in events if isinstance(e, Unit.Sold)])
+
     def apply(self, tx: Tx, event: Any, position: int) -> None:
         unit = str(event.originator_id)
         if isinstance(event, Unit.Commissioned):
-            tx.execute("INSERT INTO sell_through_units (id, sku) VALUES (?, ?)", (unit, event.sku))
+            _skus(tx, ())[unit] = event.sku
+            tx.memo.setdefault(_CHANGED, {})[unit] = None
         elif isinstance(event, Unit.Sold):
             _sold(tx, unit, event, position)
+
+    def finish(self, tx: Tx) -> None:
+        skus, stored = _skus(tx, ()), tx.memo.get(_STORED, set())
+        changed = tx.memo.pop(_CHANGED, {})
+        tx.executemany(
+            "DELETE FROM sell_through_units WHERE id = ?",
+            [(u,) for u in changed if u in stored and skus[u] is None],
+        )
+        tx.executemany(
+            "INSERT INTO sell_through_units (id, sku) VALUES (?, ?)",
+            [(u, skus[u]) for u in changed if u not in stored and skus[u] is not None],
+        )
+        sales: dict[tuple[str, str, str], list[Any]] = tx.memo.pop(_SALES, {})
+        tx.executemany(
+            "INSERT INTO sell_through (store, sku, day, path, units, position) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (store, sku, day) DO UPDATE SET "
+            "units = sell_through.units + excluded.units, position = excluded.position",
+            [(store, sku, day, *rest) for (store, sku, day), rest in sales.items()],
+        )
+
+
+_SKUS = "sell_through.skus"  # unit id -> SKU while unsold (None: sold or unknown)
+_STORED = "sell_through.stored"  # ids whose row existed when the batch began
+_CHANGED = "sell_through.changed"  # ids the batch commissioned or sold
+_SALES = "sell_through.sales"  # (store, sku, day) -> [path, units, position]
+IDS_PER_QUERY_MAX = 500
+
+
+def _skus(tx: Tx, units: Sequence[str]) -> dict[str, str | None]:
+    """The SKUs of the unsold ``units`` (None: sold or unknown), read once per batch."""
+    skus: dict[str, str | None] = tx.memo.setdefault(_SKUS, {})
+    stored: set[str] = tx.memo.setdefault(_STORED, set())
+    missing = list(dict.fromkeys(u for u in units if u not in skus))
+    for start in range(0, len(missing), IDS_PER_QUERY_MAX):
+        chunk = missing[start : start + IDS_PER_QUERY_MAX]
+        skus.update(dict.fromkeys(chunk))
+        rows = tx.fetchall(
+            f"SELECT id, sku FROM sell_through_units WHERE id IN ({', '.join('?' * len(chunk))})",
+            chunk,
+        )
+        skus.update({str(unit): str(sku) for unit, sku in rows})
+        stored.update(str(unit) for unit, _ in rows)
+    return skus
 
 
 def shanghai_day(event: Any) -> str:
@@ -49,16 +100,17 @@ def shanghai_day(event: Any) -> str:
 
 
 def _sold(tx: Tx, unit: str, event: Any, position: int) -> None:
-    row = tx.fetchone("SELECT sku FROM sell_through_units WHERE id = ?", (unit,))
-    if row is None:
+    sku = _skus(tx, (unit,))[unit]
+    if sku is None:
         return
-    tx.execute("DELETE FROM sell_through_units WHERE id = ?", (unit,))
-    tx.execute(
-        "INSERT INTO sell_through (store, sku, day, path, units, position) "
-        "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (store, sku, day) DO UPDATE SET "
-        "units = sell_through.units + 1, position = excluded.position",
-        (event.store, row[0], shanghai_day(event), path_of(tx, event.store), position),
+    _skus(tx, ())[unit] = None
+    tx.memo.setdefault(_CHANGED, {})[unit] = None
+    sales: dict[tuple[str, str, str], list[Any]] = tx.memo.setdefault(_SALES, {})
+    sale = sales.setdefault(
+        (event.store, sku, shanghai_day(event)), [path_of(tx, event.store), 0, position]
     )
+    sale[1] += 1
+    sale[2] = position
 
 
 # -- queries ---------------------------------------------------------------------

@@ -77,13 +77,15 @@ class TimeIndex:
         self._tx: Tx | None = None
         self._running_max = 0
 
+    def prepare(self, tx: Tx, events: list[tuple[Any, int]]) -> None:
+        """The running maximum so far, read before the batch writes anything."""
+        row = tx.fetchone("SELECT running_max_us FROM time_index ORDER BY position DESC LIMIT 1")
+        self._running_max = 0 if row is None else int(row[0])
+        self._tx = tx
+
     def apply(self, tx: Tx, event: Any, position: int) -> None:
         if tx is not self._tx:
-            row = tx.fetchone(
-                "SELECT running_max_us FROM time_index ORDER BY position DESC LIMIT 1"
-            )
-            self._running_max = 0 if row is None else int(row[0])
-            self._tx = tx
+            self.prepare(tx, [])
         at = stored_micros(bytes(event.state))
         if at is not None:
             self._running_max = max(self._running_max, at)

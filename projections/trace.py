@@ -44,6 +44,7 @@ STATE_COLUMNS = (
 
 
 CODES_CACHED_MAX = 1_000_000
+IDS_PER_QUERY_MAX = 500  # ids in one IN list (prepare)
 
 
 class TraceView:
@@ -95,6 +96,32 @@ class TraceView:
         }
     )
 
+    def prepare(self, tx: Tx, events: list[tuple[Any, int]]) -> None:
+        """Codes, owners and destinations of the items the batch moves, in one query."""
+        ids = list(
+            dict.fromkeys(
+                str(e.originator_id)
+                for e, _ in events
+                if not isinstance(e, (Unit.Commissioned, Unit.Surfaced, Case.Commissioned))
+            )
+        )
+        owners: dict[str, str | None] = tx.memo.setdefault(_OWNERS, {})
+        destinations: dict[str, str | None] = tx.memo.setdefault(_DESTINATIONS, {})
+        for start in range(0, len(ids), IDS_PER_QUERY_MAX):
+            chunk = ids[start : start + IDS_PER_QUERY_MAX]
+            rows = tx.fetchall(
+                "SELECT id, code, owner, destination FROM trace_codes "
+                f"WHERE id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            for item, code, owner, destination in rows:
+                self._remember(str(item), str(code))
+                owners.setdefault(str(code), owner)
+                destinations.setdefault(str(code), destination)
+
+    def finish(self, tx: Tx) -> None:
+        write_codes(tx)
+
     def apply(self, tx: Tx, event: Any, position: int) -> None:
         if isinstance(event, (Unit.Commissioned, Unit.Surfaced, Case.Commissioned)):
             _commissioned(tx, event, position)
@@ -133,7 +160,7 @@ class TraceView:
 
     def _code_of(self, tx: Tx, event: Any) -> str | None:
         item = str(event.originator_id)
-        code = self._codes.get(item)
+        code = self._codes.get(item) or tx.memo.get(_NEW_IDS, {}).get(item)
         if code is None:
             row = tx.fetchone("SELECT code FROM trace_codes WHERE id = ?", (item,))
             if row is None:
@@ -182,24 +209,75 @@ def _wrote(tx: Tx, codes: Iterable[str], *, destination: str | None, owner: obje
         destinations[code] = destination
 
 
+# The codes' rows are folded per batch: ``_change`` records each code's new column
+# values (and how many scans to add) in ``tx.memo``, and ``write_codes`` writes them at
+# the batch's end, one INSERT for the new codes and one UPDATE per set of changed columns.
+
+_CHANGES = "trace.changes"  # code -> {column: value}; the batch's new codes: whole rows
+_NEW_IDS = "trace.new_ids"  # aggregate id -> code, of the codes the batch commissioned
+_SCANS = "+scans"  # (in a change: scans to add to scan_count)
+_CODE_COLUMNS = (
+    "code", "id", "kind", "sku", "gtin", "batch_id", "state", "owner", "destination",
+    "container", "dealer", "scan_count", "position",
+)  # fmt: skip
+
+
+def _change(tx: Tx, codes: Iterable[str], **columns: Any) -> None:
+    changes: dict[str, dict[str, Any]] = tx.memo.setdefault(_CHANGES, {})
+    for code in codes:
+        changes.setdefault(code, {}).update(columns)
+
+
+def _add_scan(tx: Tx, code: str, position: int) -> None:
+    change: dict[str, Any] = tx.memo.setdefault(_CHANGES, {}).setdefault(code, {})
+    if "scan_count" in change:  # a code this batch commissioned
+        change["scan_count"] += 1
+    else:
+        change[_SCANS] = change.get(_SCANS, 0) + 1
+    change["position"] = position
+
+
+def write_codes(tx: Tx) -> None:
+    changes: dict[str, dict[str, Any]] = tx.memo.pop(_CHANGES, {})
+    new = tx.memo.get(_NEW_IDS, {})
+    fresh = set(new.values())
+    tx.executemany(
+        f"INSERT INTO trace_codes ({', '.join(_CODE_COLUMNS)}) "
+        f"VALUES ({', '.join('?' * len(_CODE_COLUMNS))})",
+        [tuple(changes[code][c] for c in _CODE_COLUMNS) for code in changes if code in fresh],
+    )
+    by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for code, change in changes.items():
+        if code not in fresh:
+            columns = tuple(sorted(change))
+            by_columns.setdefault(columns, []).append((*(change[c] for c in columns), code))
+    for columns, rows in by_columns.items():
+        assignments = ", ".join(
+            "scan_count = scan_count + ?" if c == _SCANS else f"{c} = ?" for c in columns
+        )
+        tx.executemany(f"UPDATE trace_codes SET {assignments} WHERE code = ?", rows)
+
+
 def _commissioned(tx: Tx, event: Any, position: int) -> None:
     kind = "case" if isinstance(event, Case.Commissioned) else "unit"
     state = UnitState.IN_STOCK if event.owner is not None else UnitState.ISSUED
-    tx.execute(
-        "INSERT INTO trace_codes (code, id, kind, sku, gtin, batch_id, state, owner, "
-        "destination, container, dealer, scan_count, position) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, 0, ?)",
-        (
-            event.serial,
-            str(event.originator_id),
-            kind,
-            event.sku,
-            event.gtin,
-            event.batch_id,
-            state.value,
-            event.owner,
-            position,
-        ),
+    tx.memo.setdefault(_NEW_IDS, {})[str(event.originator_id)] = event.serial
+    _change(
+        tx,
+        [event.serial],
+        code=event.serial,
+        id=str(event.originator_id),
+        kind=kind,
+        sku=event.sku,
+        gtin=event.gtin,
+        batch_id=event.batch_id,
+        state=state.value,
+        owner=event.owner,
+        destination=None,
+        container=None,
+        dealer=None,
+        scan_count=0,
+        position=position,
     )
     _wrote(tx, [event.serial], owner=event.owner, destination=None)
     if event.owner is not None:
@@ -214,14 +292,14 @@ def _shipped(
     if not codes:
         return
     _add_steps(tx, codes, event, position, "ship", event.source, {"to": event.to, **detail})
-    dealer = ", dealer = ?" if event.to_kind == "dealer" else ""
-    params = (UnitState.IN_TRANSIT.value, event.to, position)
-    extra = (event.to,) if dealer else ()
-    _update_codes(
+    dealer = {"dealer": event.to} if event.to_kind == "dealer" else {}
+    _change(
         tx,
-        f"UPDATE trace_codes SET state = ?, destination = ?, position = ?{dealer}",
-        (*params, *extra),
         codes,
+        state=UnitState.IN_TRANSIT.value,
+        destination=event.to,
+        position=position,
+        **dealer,
     )
     _wrote(tx, codes, destination=event.to)
     _add_holders(tx, codes, event.to, position)
@@ -238,44 +316,36 @@ def _received(
     if not codes:
         return
     _add_steps(tx, codes, event, position, "receive", receiver, detail)
-    _update_codes(
+    _change(
         tx,
-        "UPDATE trace_codes SET state = ?, owner = ?, destination = NULL, position = ?",
-        (UnitState.IN_STOCK.value, receiver, position),
         codes,
+        state=UnitState.IN_STOCK.value,
+        owner=receiver,
+        destination=None,
+        position=position,
     )
     _wrote(tx, codes, owner=receiver, destination=None)
     if receiver is not None:
         _add_holders(tx, codes, receiver, position)
 
 
-CODES_PER_STATEMENT_MAX = 500
-
-
-def _update_codes(tx: Tx, update: str, params: tuple[Any, ...], codes: Sequence[str]) -> None:
-    """The same change to many codes (a case and the units in it): one statement each
-    ``CODES_PER_STATEMENT_MAX`` codes, not one per code."""
-    for start in range(0, len(codes), CODES_PER_STATEMENT_MAX):
-        chunk = list(codes[start : start + CODES_PER_STATEMENT_MAX])
-        marks = ", ".join("?" for _ in chunk)
-        tx.execute(f"{update} WHERE code IN ({marks})", (*params, *chunk))
-
-
 def _unit_packed(tx: Tx, code: str, event: Any, position: int) -> None:
     _add_step(tx, code, event, position, "pack", _owner(tx, code), {"parent": event.case})
-    tx.execute(
-        "UPDATE trace_codes SET container = ?, position = ? WHERE code = ?",
-        (event.case, position, code),
-    )
+    _change(tx, [code], container=event.case, position=position)
 
 
 def _unit_unpacked(tx: Tx, code: str, event: Any, position: int) -> None:
     """The unit leaves its case and takes over the case's whereabouts at that moment."""
     _add_step(tx, code, event, position, "unpack", event.owner, {"parent": event.case})
-    tx.execute(
-        "UPDATE trace_codes SET container = NULL, state = ?, owner = ?, destination = ?, "
-        "dealer = ?, position = ? WHERE code = ?",
-        (event.state, event.owner, event.destination, event.dealer, position, code),
+    _change(
+        tx,
+        [code],
+        container=None,
+        state=event.state,
+        owner=event.owner,
+        destination=event.destination,
+        dealer=event.dealer,
+        position=position,
     )
     _wrote(tx, [code], owner=event.owner, destination=event.destination)
 
@@ -283,10 +353,15 @@ def _unit_unpacked(tx: Tx, code: str, event: Any, position: int) -> None:
 def _sold(tx: Tx, code: str, event: Any, position: int) -> None:
     detail = {} if event.left_case is None else {"left_case": event.left_case}
     _add_step(tx, code, event, position, "sell", event.store, detail)
-    tx.execute(
-        "UPDATE trace_codes SET state = ?, owner = ?, container = NULL, destination = NULL, "
-        "dealer = ?, position = ? WHERE code = ?",
-        (UnitState.SOLD.value, event.store, event.dealer, position, code),
+    _change(
+        tx,
+        [code],
+        state=UnitState.SOLD.value,
+        owner=event.store,
+        container=None,
+        destination=None,
+        dealer=event.dealer,
+        position=position,
     )
     _wrote(tx, [code], owner=event.store, destination=None)
     _add_holders(tx, [code], event.store, position)
@@ -299,10 +374,7 @@ def _scanned(tx: Tx, code: str, event: Any, position: int) -> None:
         "code_kind": event.code_kind,
     }
     _add_step(tx, code, event, position, "scan", None, detail)
-    tx.execute(
-        "UPDATE trace_codes SET scan_count = scan_count + 1, position = ? WHERE code = ?",
-        (position, code),
-    )
+    _add_scan(tx, code, position)
 
 
 def _add_step(

@@ -36,47 +36,48 @@ def upto_position(tx: Tx, as_of: datetime | None, applied: int) -> int:
     return applied if as_of is None else min(applied, position_at(tx, as_of))
 
 
-def _sum(rows: list[tuple[Any, ...]], horizon_us: int) -> tuple[int, int]:
-    pending = available = 0
-    for bucket, due_us, total in rows:
-        amount = int(total)
-        if bucket == "available":
-            available += amount
-        elif bucket == "pending":
-            if due_us is not None and int(due_us) <= horizon_us:
-                available += amount
-            else:
-                pending += amount
-    return pending, available
+# A balance as of (horizon T, position P): the partner's running totals at P (pending and
+# available postings so far), then the pending shares whose order's window was known by P
+# and had closed by T count as available. Only those shares are summed per posting; the
+# rest is one index lookup, however long the partner's history.
 
-
-_SELECT = (
-    "SELECT p.bucket, w.due_us, SUM(p.amount) FROM ledger_postings p "
-    "LEFT JOIN ledger_windows w ON w.order_id = p.order_id AND w.position <= ? "
+_TOTALS_AT = (
+    "SELECT pending, available FROM ledger_totals WHERE partner = ? AND position <= ? "
+    "ORDER BY position DESC LIMIT 1"
+)
+_DUE = (
+    "SELECT COALESCE(SUM(p.amount), 0) FROM ledger_windows w "
+    "JOIN ledger_postings p ON p.order_id = w.order_id "
+    "WHERE w.due_us <= ? AND w.position <= ? AND p.bucket = 'pending' AND p.position <= ? "
 )
 
 
 def partner_balance(tx: Tx, partner: str, upto: int, horizon: datetime) -> Balance:
-    rows = tx.fetchall(
-        _SELECT + "WHERE p.partner = ? AND p.position <= ? "
-        "AND p.bucket IN ('pending', 'available') GROUP BY p.bucket, w.due_us",
-        (upto, partner, upto),
-    )
-    pending, available = _sum(rows, to_micros(horizon))
-    return Balance(pending, available)
+    row = tx.fetchone(_TOTALS_AT, (partner, upto))
+    pending, available = (0, 0) if row is None else (int(row[0]), int(row[1]))
+    due = tx.fetchone(_DUE + "AND p.partner = ?", (to_micros(horizon), upto, upto, partner))
+    closed = 0 if due is None else int(due[0])
+    return Balance(pending - closed, available + closed)
 
 
 def subtree_balance(tx: Tx, path: str, upto: int, horizon: datetime) -> Balance:
     clause, params = scope_clause(path)
-    rows = tx.fetchall(
-        _SELECT + "JOIN partners ON partners.code = p.partner "
-        f"WHERE {clause} AND p.position <= ? AND p.bucket IN ('pending', 'available') "
-        "GROUP BY p.bucket, w.due_us",
-        (upto, *params, upto),
+    row = tx.fetchone(
+        "SELECT COUNT(*), COALESCE(SUM(pending), 0), COALESCE(SUM(available), 0) FROM ("
+        "SELECT (SELECT t.pending FROM ledger_totals t WHERE t.partner = partners.code "
+        "AND t.position <= ? ORDER BY t.position DESC LIMIT 1) AS pending, "
+        "(SELECT t.available FROM ledger_totals t WHERE t.partner = partners.code "
+        "AND t.position <= ? ORDER BY t.position DESC LIMIT 1) AS available "
+        f"FROM partners WHERE {clause}) AS subtree",
+        (upto, upto, *params),
     )
-    pending, available = _sum(rows, to_micros(horizon))
-    counted = tx.fetchone(f"SELECT COUNT(*) FROM partners WHERE {clause}", params)
-    return Balance(pending, available, 0 if counted is None else int(counted[0]))
+    counted, pending, available = (0, 0, 0) if row is None else (int(v) for v in row)
+    due = tx.fetchone(
+        _DUE + f"AND p.partner IN (SELECT code FROM partners WHERE {clause})",
+        (to_micros(horizon), upto, upto, *params),
+    )
+    closed = 0 if due is None else int(due[0])
+    return Balance(pending - closed, available + closed, counted)
 
 
 def balance_answer(

@@ -13,7 +13,12 @@ replaying the store.
   ``<aggregate id>:<version>``): a clerk task's reward names its task and the task's
   ``Completed`` event;
 - ``ledger_windows``: when each order's return window closes (known from the
-  position that fulfilled it), for "available as of T".
+  position that fulfilled it), for "available as of T";
+- ``ledger_totals``: each partner's running sums of its pending and available
+  postings, a row per position that changed them: a balance as of any position is
+  one index lookup, plus the pending shares whose window had closed by then (see
+  projections/balances.py), not a scan of every posting the partner ever had.
+  ``siyu reconcile`` checks them against the postings.
 
 The postings of each event are asserted to balance again here, before they are
 written: an unbalanced event stops the projection (visible in /health) rather than
@@ -22,6 +27,7 @@ corrupting every balance after it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,7 +63,7 @@ def from_micros(us: int) -> datetime:
 
 class LedgerPostings:
     name: str = "ledger"
-    version: int = 2  # 2: task rewards; reason and ref on entries
+    version: int = 3  # 2: task rewards; reason and ref on entries. 3: running totals
     tables: dict[str, str] = {
         "ledger_postings": (
             "CREATE TABLE IF NOT EXISTS ledger_postings ("
@@ -75,6 +81,11 @@ class LedgerPostings:
             "CREATE TABLE IF NOT EXISTS ledger_windows ("
             "order_id TEXT PRIMARY KEY, due_us BIGINT NOT NULL, position BIGINT NOT NULL)"
         ),
+        "ledger_totals": (
+            "CREATE TABLE IF NOT EXISTS ledger_totals ("
+            "partner TEXT NOT NULL, position BIGINT NOT NULL, pending BIGINT NOT NULL, "
+            "available BIGINT NOT NULL, PRIMARY KEY (partner, position))"
+        ),
     }
     indexes: tuple[str, ...] = (
         "CREATE INDEX IF NOT EXISTS ledger_postings_partner ON ledger_postings (partner, position)",
@@ -82,13 +93,22 @@ class LedgerPostings:
         "CREATE INDEX IF NOT EXISTS ledger_entries_time "
         "ON ledger_entries (running_max_us, position)",
         "CREATE INDEX IF NOT EXISTS ledger_entries_order ON ledger_entries (order_id)",
+        "CREATE INDEX IF NOT EXISTS ledger_windows_due ON ledger_windows (due_us)",
     )
     topics: frozenset[str] = frozenset(
         {cls.TOPIC for cls in KIND_OF} | {Order.Fulfilled.TOPIC}  # type: ignore[attr-defined]
     )
 
     def prepare(self, tx: Tx, events: list[tuple[Any, int]]) -> None:
-        _running_max(tx)  # read before the batch's writes: no wait for them
+        """What the batch builds on, read before any of its writes (no wait for them)."""
+        _running_max(tx)
+        partners = {
+            owner[0]
+            for event, _ in events
+            for account, _asset, _amount in getattr(event, "postings", ())
+            if (owner := partner_of(str(account))) is not None
+        }
+        _totals(tx, partners)
 
     def apply(self, tx: Tx, event: Any, position: int) -> None:
         if isinstance(event, Order.Fulfilled):
@@ -132,9 +152,48 @@ class LedgerPostings:
             "order_id, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+        _add_to_totals(tx, rows, position)
 
 
 _RUNNING_MAX = "ledger.running_max"
+_TOTALS = "ledger.totals"  # partner -> [pending, available] after the batch's last event
+BUCKETS = ("pending", "available")
+PARTNERS_PER_QUERY = 500
+
+
+def _totals(tx: Tx, partners: Iterable[str]) -> dict[str, list[int]]:
+    """The partners' running totals as the batch goes (read once, then kept in memo)."""
+    totals: dict[str, list[int]] = tx.memo.setdefault(_TOTALS, {})
+    missing = sorted({p for p in partners if p not in totals})
+    for start in range(0, len(missing), PARTNERS_PER_QUERY):
+        part = missing[start : start + PARTNERS_PER_QUERY]
+        rows = tx.fetchall(
+            "SELECT t.partner, t.pending, t.available FROM ledger_totals t "
+            f"WHERE t.partner IN ({', '.join('?' * len(part))}) AND t.position = "
+            "(SELECT MAX(position) FROM ledger_totals l WHERE l.partner = t.partner)",
+            part,
+        )
+        found = {str(p): [int(pending), int(available)] for p, pending, available in rows}
+        for p in part:
+            totals[p] = found.get(p, [0, 0])
+    return totals
+
+
+def _add_to_totals(tx: Tx, postings: list[tuple[Any, ...]], position: int) -> None:
+    """A new totals row for each partner whose pending or available postings moved."""
+    moved: dict[str, list[int]] = {}
+    for _pos, _seq, _account, _asset, amount, partner, bucket, _order, _kind in postings:
+        if partner is not None and bucket in BUCKETS:
+            moved.setdefault(partner, [0, 0])[BUCKETS.index(bucket)] += amount
+    totals = _totals(tx, moved)
+    for partner, (pending, available) in moved.items():
+        now = totals[partner]
+        now[0] += pending
+        now[1] += available
+    tx.executemany(
+        "INSERT INTO ledger_totals (partner, position, pending, available) VALUES (?, ?, ?, ?)",
+        [(partner, position, *totals[partner]) for partner in sorted(moved)],
+    )
 
 
 def _running_max(tx: Tx) -> int:

@@ -13,6 +13,7 @@ Over the money events at positions ``(start, end]``:
 - every paid order has its split: a payment entry in the ledger for every order the
   orders view shows paid, and every store's collection account nets to zero per order
   (what was collected was split, what was refunded was reversed);
+- each partner's running totals (what balances read) equal the sum of its postings;
 - split instructions without a succeeded receipt from the provider (open items to
   chase, listed but not breaches: the provider answers later).
 """
@@ -146,6 +147,32 @@ def _orders_without_split(tx: Tx, start: int, end: int) -> list[dict[str, Any]]:
     return found
 
 
+def _running_totals(tx: Tx, end: int) -> list[dict[str, Any]]:
+    """Each partner's running totals at ``end`` (what balances read) against the sum of
+    its postings (what they stand for)."""
+    rows = tx.fetchall(
+        "SELECT s.partner, s.bucket, s.total, COALESCE(("
+        "SELECT CASE s.bucket WHEN 'pending' THEN t.pending ELSE t.available END "
+        "FROM ledger_totals t WHERE t.partner = s.partner AND t.position <= ? "
+        "ORDER BY t.position DESC LIMIT 1), 0), s.last FROM ("
+        "SELECT partner, bucket, SUM(amount) AS total, MAX(position) AS last "
+        "FROM ledger_postings WHERE partner IS NOT NULL AND bucket IN ('pending', 'available') "
+        "AND position <= ? GROUP BY partner, bucket) AS s ORDER BY s.partner, s.bucket",
+        (end, end),
+    )
+    found = [
+        _breach(
+            "running_totals",
+            f"{partner}'s {bucket} total reads {int(kept)} fen, its postings sum to {int(total)}",
+            [int(last)],
+            partner=partner,
+        )
+        for partner, bucket, total, kept, last in rows
+        if int(total) != int(kept)
+    ]
+    return found[:EVIDENCE_MAX]
+
+
 def _open_instructions(tx: Tx, end: int) -> list[dict[str, Any]]:
     rows = tx.fetchall(
         "SELECT instruction_id, order_id, kind, store, receiver, amount, position, "
@@ -182,6 +209,7 @@ def reconcile(tx: Tx, start: int, end: int) -> dict[str, Any]:
     task_rewards, reward_breaches = _task_rewards(tx, start, end)
     breaches += payment_breaches + refund_breaches + reward_breaches
     breaches += _orders_without_split(tx, start, end)
+    breaches += _running_totals(tx, end)
     open_items = _open_instructions(tx, end)
     return {
         "ok": not breaches,

@@ -607,3 +607,96 @@ def test_a_distributor_level_commission_override_applies(mall: Mall) -> None:
     assert view["split"]["distributor"] == 1500
     plain = mall.paid_order("m-level-2", location={"lat": 31.2304, "lng": 121.4737})
     assert plain["split"] == {"store": 4000, "dealer": 2000, "brand": 4000}
+
+
+# -- balances from running totals ----------------------------------------------------------
+
+
+def _scanned(mall: Mall, partner: str, as_of: datetime | None) -> tuple[int, int]:
+    """The balance summed posting by posting (every pending share whose window, known by
+    then, had closed by ``as_of`` is available): independent of the running totals."""
+    store = mall.api.store
+    assert store is not None
+    with store.views.read() as tx:
+        applied = store.engine.position("ledger", tx)
+        upto = applied
+        if as_of is not None:
+            row = tx.fetchone(
+                "SELECT MAX(position) FROM ledger_entries WHERE running_max_us <= ?",
+                (int(as_of.timestamp() * 1_000_000),),
+            )
+            upto = min(applied, 0 if row is None or row[0] is None else int(row[0]))
+        horizon = int((as_of or mall.clock()).timestamp() * 1_000_000)
+        rows = tx.fetchall(
+            "SELECT p.bucket, p.amount, w.due_us FROM ledger_postings p "
+            "LEFT JOIN ledger_windows w ON w.order_id = p.order_id AND w.position <= ? "
+            "WHERE p.partner = ? AND p.position <= ?",
+            (upto, partner, upto),
+        )
+    pending = available = 0
+    for bucket, amount, due_us in rows:
+        if bucket == "available" or (
+            bucket == "pending" and due_us is not None and int(due_us) <= horizon
+        ):
+            available += int(amount)
+        elif bucket == "pending":
+            pending += int(amount)
+    return pending, available
+
+
+PUDONG = {"lat": 31.2222, "lng": 121.5440}
+
+
+def test_balances_at_any_time_equal_the_postings_summed_one_by_one(mall: Mall) -> None:
+    """Payments, partial refunds, fulfilments, windows closing, settlement, refunds after
+    settlement: at every step and as of every earlier step, each partner's balance (and a
+    dealer's roll-up) equals the sum of its postings."""
+    times: list[datetime] = []
+    orders = [
+        mall.paid_order("m-a", referrer="R-SH", fulfilment="delivery")["order_id"],
+        mall.paid_order("m-b", amount=7_777, fulfilment="pickup", location=PUDONG)["order_id"],
+        mall.paid_order("m-c", amount=3_001, location={"lat": 39.9, "lng": 116.4})["order_id"],
+    ]
+    steps = [
+        lambda: mall.refund(orders[0], 1_234),
+        lambda: mall.fulfil(orders[0], token=mall.tokens["S-SH"]),
+        lambda: mall.clock.advance(timedelta(days=3)),
+        lambda: mall.paid_order("m-a", amount=5_555, fulfilment="pickup"),
+        lambda: mall.clock.advance(timedelta(days=5)),
+        mall.settle,
+        lambda: mall.refund(orders[1], 2_000),
+        lambda: mall.clock.advance(timedelta(days=8)),
+        mall.settle,
+        lambda: mall.refund(orders[0], 100),
+    ]
+    partners = ["HQ", "D-SH", "D-BJ", "S-SH", "S-PD", "S-BJ", "R-SH", "C-SH"]
+    for step in steps:
+        times.append(mall.clock())
+        step()
+        mall.clock.advance(timedelta(seconds=1))
+        for partner in partners:
+            for as_of in (None, *times):
+                params = {} if as_of is None else {"as_of": as_of.isoformat()}
+                answer = mall.balance(partner, **params)
+                scanned = _scanned(mall, partner, as_of)
+                assert (answer["pending"], answer["available"]) == scanned, (partner, as_of)
+        rollup = mall.balance("D-SH", rollup="true")["rollup"]
+        parts = [_scanned(mall, p, None) for p in ("D-SH", "S-SH", "S-PD", "R-SH", "C-SH")]
+        pending, available = (sum(p[0] for p in parts), sum(p[1] for p in parts))
+        assert (rollup["pending"], rollup["available"]) == (pending, available)
+        assert rollup["partners"] == 5
+
+
+def test_a_tampered_running_total_shows_in_reconciliation(mall: Mall) -> None:
+    mall.paid_order("m-t", referrer="R-SH")
+    before = mall.balance("R-SH")
+    assert mall.api.get("/v1/reconciliation", token=mall.tokens["auditor"]).json()["ok"]
+    store = mall.api.store
+    assert store is not None
+    with store.views.write() as tx:  # a balance edited behind the ledger's back
+        tx.execute("UPDATE ledger_totals SET pending = pending + 50 WHERE partner = ?", ("R-SH",))
+    assert mall.balance("R-SH")["pending"] == before["pending"] + 50
+    report = mall.api.get("/v1/reconciliation", token=mall.tokens["auditor"]).json()
+    assert not report["ok"]
+    breaches = [b for b in report["breaches"] if b["check"] == "running_totals"]
+    assert [b["partner"] for b in breaches] == ["R-SH"] and breaches[0]["evidence"]

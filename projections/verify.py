@@ -23,6 +23,9 @@ One run (``siyu verify``, or the server's background run) checks, reading only:
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -30,6 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.persistence import Notification
 
@@ -368,8 +372,86 @@ class Verifier:
 # -- the server's background verification -----------------------------------------------
 
 
+RUNS_TABLE = "audit_verification"
+LEASE_S = 120.0  # a run renews its lease while it progresses; a dead holder's lapses
+WAIT_POLL_S = 5.0  # how often a process waiting for another's run looks again
+
+
+class SharedRuns:
+    """One verification at a time per store, whichever process runs it, and its latest
+    report for every process: a row in the read-model store holding the lease (who runs
+    now, until when) and the latest complete report. N API processes no longer replay
+    the whole store N times at start and every interval."""
+
+    def __init__(self, store: Store) -> None:
+        self.views = store.views
+        self.holder = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+        with self.views.write() as tx:
+            tx.execute(
+                f"CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (id INTEGER PRIMARY KEY, "
+                "holder TEXT, lease_until DOUBLE PRECISION NOT NULL, "
+                "finished_at DOUBLE PRECISION, report TEXT)"
+            )
+            tx.execute(
+                f"INSERT INTO {RUNS_TABLE} (id, holder, lease_until) VALUES (1, NULL, 0) "
+                "ON CONFLICT (id) DO NOTHING"
+            )
+
+    def take(self) -> bool:
+        """The lease, if nobody else holds a live one."""
+        now = time.time()
+        with self.views.write() as tx:
+            tx.execute(
+                f"UPDATE {RUNS_TABLE} SET holder = ?, lease_until = ? WHERE id = 1 "
+                "AND (holder IS NULL OR holder = ? OR lease_until < ?)",
+                (self.holder, now + LEASE_S, self.holder, now),
+            )
+            row = tx.fetchone(f"SELECT holder FROM {RUNS_TABLE} WHERE id = 1")
+        return row is not None and row[0] == self.holder
+
+    def renew(self) -> None:
+        with self.views.write() as tx:
+            tx.execute(
+                f"UPDATE {RUNS_TABLE} SET lease_until = ? WHERE id = 1 AND holder = ?",
+                (time.time() + LEASE_S, self.holder),
+            )
+
+    def finish(self, report: Report | None) -> None:
+        """Release the lease; a complete report becomes everyone's latest."""
+        with self.views.write() as tx:
+            if report is not None and report.complete:
+                tx.execute(
+                    f"UPDATE {RUNS_TABLE} SET finished_at = ?, report = ? WHERE id = 1",
+                    (time.time(), _json.encode(report.as_dict()).decode()),
+                )
+            tx.execute(
+                f"UPDATE {RUNS_TABLE} SET holder = NULL, lease_until = 0 "
+                "WHERE id = 1 AND holder = ?",
+                (self.holder,),
+            )
+
+    def state(self) -> tuple[bool, float | None, dict[str, Any] | None]:
+        """(someone runs one now, when the latest finished, its report)."""
+        with self.views.read() as tx:
+            row = tx.fetchone(
+                f"SELECT holder, lease_until, finished_at, report FROM {RUNS_TABLE} WHERE id = 1"
+            )
+        if row is None:
+            return False, None, None
+        holder, until, finished, report = row
+        running = holder is not None and float(until) >= time.time()
+        latest = None if report is None else dict(_unjson.decode(report))
+        return running, None if finished is None else float(finished), latest
+
+
+_json = msgspec.json.Encoder()
+_unjson = msgspec.json.Decoder()
+
+
 class VerificationWatch:
-    """Runs a verification at start and every ``interval_s``; keeps the latest report."""
+    """Verifies the store once when the process starts (unless another process of the
+    store finished a run since) and then every ``interval_s`` (unless another process
+    did); one run at a time per store (``SharedRuns``); keeps the latest report."""
 
     def __init__(
         self,
@@ -380,9 +462,12 @@ class VerificationWatch:
     ) -> None:
         assert interval_s > 0
         self.verifier = Verifier(store, public_key, clock)
+        self.shared = SharedRuns(store)
         self.interval_s = interval_s
         self.latest: Report | None = None
         self.last_error: str | None = None
+        self.runs = 0  # runs this process made (complete or not)
+        self._started_at = time.time()
         self._run_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -392,19 +477,46 @@ class VerificationWatch:
         return self._run_lock.locked()
 
     def run_now(self) -> Report:
-        with self._run_lock:
-            report = self.verifier.run(should_stop=self._stop.is_set)
-            if report.complete:
-                self.latest = report
-            if not report.complete:
-                log.info("verification interrupted (stopping); the previous result stands")
-            elif not report.ok:
-                log.error(
-                    "verification failed: first_bad_position=%s %s",
-                    report.first_bad_position,
-                    [f.line() for f in report.findings[:5]],
-                )
-            return report
+        """A run in this process, after the one another process may be running."""
+        while not self.shared.take():
+            if self._stop.wait(1.0):
+                raise RuntimeError("stopping")
+        return self._run()
+
+    def _run(self) -> Report:
+        report = None
+        renewed = time.monotonic()
+
+        def renew(_stage: str, _position: int, _of: int) -> None:
+            nonlocal renewed
+            if time.monotonic() - renewed > LEASE_S / 4:
+                self.shared.renew()
+                renewed = time.monotonic()
+
+        try:
+            with self._run_lock:
+                self.runs += 1
+                report = self.verifier.run(on_progress=renew, should_stop=self._stop.is_set)
+                if report.complete:
+                    self.latest = report
+                if not report.complete:
+                    log.info("verification interrupted (stopping); the previous result stands")
+                elif not report.ok:
+                    log.error(
+                        "verification failed: first_bad_position=%s %s",
+                        report.first_bad_position,
+                        [f.line() for f in report.findings[:5]],
+                    )
+                return report
+        finally:
+            self.shared.finish(report)
+
+    def due(self) -> bool:
+        """No run finished since this process started, or the latest is ``interval_s`` old."""
+        _running, finished, _report = self.shared.state()
+        if finished is None:
+            return True
+        return finished < max(self._started_at, time.time() - self.interval_s)
 
     def start(self) -> None:
         assert self._thread is None
@@ -420,22 +532,37 @@ class VerificationWatch:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            wait = min(self.interval_s, WAIT_POLL_S)
             try:
-                self.run_now()
+                if self.due():
+                    if self.shared.take():
+                        self._run()
+                        wait = self.interval_s
+                    # else another process runs it: look again soon, adopt its report
+                else:
+                    wait = min(self.interval_s, WAIT_POLL_S * 12)
                 self.last_error = None
             except Exception as e:  # keep the server up; the error shows at /v1/audit/verify
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.exception("verification run failed")
-            self._stop.wait(self.interval_s)
+                wait = self.interval_s
+            self._stop.wait(wait)
 
     def status(self) -> dict[str, Any]:
-        if self.latest is None:
+        """The latest complete report of any process of this store."""
+        elsewhere, _finished, shared = self.shared.state()
+        # (this process's complete runs are shared too: its own only if that write failed)
+        latest = (
+            shared if shared is not None else None if self.latest is None else self.latest.as_dict()
+        )
+        running = self.running or elsewhere
+        if latest is None:
             return {
                 "ok": None,
                 "checked": 0,
                 "first_bad_position": None,
                 "at": None,
-                "running": self.running,
+                "running": running,
                 "error": self.last_error,
             }
-        return {**self.latest.as_dict(), "running": self.running, "error": self.last_error}
+        return {**latest, "running": running, "error": self.last_error}

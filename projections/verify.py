@@ -550,8 +550,13 @@ class VerificationWatch:
 
     def status(self) -> dict[str, Any]:
         """The latest complete report of any process of this store."""
-        elsewhere, _finished, shared = self.shared.state()
-        # (this process's complete runs are shared too: its own only if that write failed)
+        elsewhere, finished, shared = self.shared.state()
+        # A run finished before this process started says nothing of the store it found
+        # (events may have been edited while no process ran): as before any run, until
+        # one finishes. This process's complete runs are shared too (its own report is
+        # only the fallback if that write failed).
+        if finished is None or finished < self._started_at:
+            shared = None
         latest = (
             shared if shared is not None else None if self.latest is None else self.latest.as_dict()
         )

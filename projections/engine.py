@@ -46,6 +46,8 @@ class Projection(Protocol):
     # Optional, per batch: ``prepare(tx, [(event, position), ...])`` before its first
     # ``apply`` (read at once what the batch needs), ``finish(tx)`` after its last (write
     # what it folded in ``tx.memo``, check invariants). A batch is one transaction.
+    # Every ``prepare`` runs before any model applies the batch, so it reads only its own
+    # tables (not, e.g., partner paths the partners model may add in this batch).
 
     def apply(self, tx: Tx, event: Any, position: int) -> None: ...
 

@@ -31,7 +31,7 @@ from domain.orders import Order
 from domain.tiers import DEFAULT_TIERS, TierPolicy
 from domain.units import Unit
 from projections.partners import partner_path, scope_clause
-from projections.views import Tx
+from projections.views import Tx, rows_in
 
 _json = msgspec.json.Encoder()
 _unjson = msgspec.json.Decoder(dict[str, Any])
@@ -246,23 +246,13 @@ class Dashboard4RView:
         )
 
 
-LOOKED_UP_PER_QUERY = 500
-
-
 def _last_seen(tx: Tx, members: Iterable[str]) -> dict[str, str | None]:
     """Each member's last activity (None: none yet), remembered for the batch."""
     last_seen: dict[str, str | None] = tx.memo.setdefault("r4.last_at", {})
     missing = sorted({m for m in members if m not in last_seen})
-    for start in range(0, len(missing), LOOKED_UP_PER_QUERY):
-        part = missing[start : start + LOOKED_UP_PER_QUERY]
-        rows = tx.fetchall(
-            "SELECT member_id, last_at FROM r4_members "
-            f"WHERE member_id IN ({', '.join('?' * len(part))})",
-            part,
-        )
-        found = {str(m): None if at is None else str(at) for m, at in rows}
-        for m in part:
-            last_seen[m] = found.get(m)
+    rows = rows_in(tx, "SELECT member_id, last_at FROM r4_members WHERE member_id", missing)
+    found = {str(m): None if at is None else str(at) for m, at in rows}
+    last_seen.update({m: found.get(m) for m in missing})
     return last_seen
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from domain.identity import unit_id
 from domain.units import Case, Unit
-from projections.views import Tx
+from projections.views import Tx, rows_in
 
 IDS_PER_QUERY_MAX = 500
 
@@ -110,15 +110,11 @@ def _load(tx: Tx, ids: Sequence[str]) -> dict[str, tuple[str, str | None] | None
     known = _items(tx)
     stored: set[str] = tx.memo.setdefault(_STORED, set())
     missing = [i for i in ids if i not in known]
-    for start in range(0, len(missing), IDS_PER_QUERY_MAX):
-        chunk = missing[start : start + IDS_PER_QUERY_MAX]
-        marks = ", ".join("?" for _ in chunk)
-        known.update(dict.fromkeys(chunk))
-        rows = tx.fetchall(
-            f"SELECT id, sku, destination FROM inventory_items WHERE id IN ({marks})", chunk
-        )
-        known.update({item: (sku, destination) for item, sku, destination in rows})
-        stored.update(str(row[0]) for row in rows)
+    known.update(dict.fromkeys(missing))
+    select = "SELECT id, sku, destination FROM inventory_items WHERE id"
+    for item, sku, destination in rows_in(tx, select, missing, per_query=IDS_PER_QUERY_MAX):
+        known[str(item)] = (sku, destination)
+        stored.add(str(item))
     return known
 
 

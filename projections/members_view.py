@@ -18,7 +18,7 @@ from domain import loyalty
 from domain.members import Member, mask_phone
 from domain.tiers import DEFAULT_TIERS, TierPolicy
 from projections.partners import partner_path
-from projections.views import Tx
+from projections.views import Tx, rows_in
 
 _json = msgspec.json.Encoder()
 _unjson = msgspec.json.Decoder(list[str])
@@ -288,28 +288,24 @@ def _check(tx: Tx, member: str) -> None:
     tx.memo.setdefault("members.check", set()).add(member)
 
 
-CHECKED_PER_QUERY = 500
-
-
 def _check_all(tx: Tx, members: set[str]) -> None:
     """The view's balance is its lots minus debt, and no lot is below zero."""
-    chosen = sorted(members)
-    for start in range(0, len(chosen), CHECKED_PER_QUERY):
-        part = chosen[start : start + CHECKED_PER_QUERY]
-        rows = tx.fetchall(
+    rows = list(
+        rows_in(
+            tx,
             "SELECT m.member_id, m.points, m.debt, COALESCE(SUM(l.remaining), 0), "
             "COALESCE(MIN(l.remaining), 0) FROM members m LEFT JOIN member_lots l "
-            "ON l.member_id = m.member_id "
-            f"WHERE m.member_id IN ({', '.join('?' * len(part))}) "
-            "GROUP BY m.member_id, m.points, m.debt",
-            part,
+            "ON l.member_id = m.member_id WHERE m.member_id",
+            sorted(members),
+            tail=" GROUP BY m.member_id, m.points, m.debt",
         )
-        found = {str(r[0]) for r in rows}
-        assert found == set(part), f"no member {sorted(set(part) - found)[:3]}"
-        for member, *values in rows:
-            points, debt, remaining, lowest = (int(v) for v in values)
-            assert points == remaining - debt, f"points of {member} do not add up"
-            assert lowest >= 0, f"a lot of {member} went below zero"
+    )
+    found = {str(r[0]) for r in rows}
+    assert found == members, f"no member {sorted(members - found)[:3]}"
+    for member, *values in rows:
+        points, debt, remaining, lowest = (int(v) for v in values)
+        assert points == remaining - debt, f"points of {member} do not add up"
+        assert lowest >= 0, f"a lot of {member} went below zero"
 
 
 _HANDLERS: dict[str, Any] = {

@@ -15,7 +15,7 @@ import msgspec
 
 from domain import loyalty
 from domain.members import Member
-from projections.views import Tx
+from projections.views import Tx, rows_in
 
 _json = msgspec.json.Encoder()
 _unjson = msgspec.json.Decoder(list[dict[str, Any]])
@@ -104,23 +104,15 @@ class PointsHistoryView:
 
 
 BALANCES = "points_history.balance"
-LOOKED_UP_PER_QUERY = 500
 
 
 def _balances(tx: Tx, members: Iterable[str]) -> dict[str, int]:
     """Each member's balance as of the batch's last applied event (memo of the batch)."""
     balances: dict[str, int] = tx.memo.setdefault(BALANCES, {})
     missing = sorted({m for m in members if m not in balances})
-    for start in range(0, len(missing), LOOKED_UP_PER_QUERY):
-        part = missing[start : start + LOOKED_UP_PER_QUERY]
-        rows = tx.fetchall(
-            "SELECT member_id, balance FROM points_balances "
-            f"WHERE member_id IN ({', '.join('?' * len(part))})",
-            part,
-        )
-        found = {str(m): int(b) for m, b in rows}
-        for m in part:
-            balances[m] = found.get(m, 0)
+    rows = rows_in(tx, "SELECT member_id, balance FROM points_balances WHERE member_id", missing)
+    found = {str(m): int(b) for m, b in rows}
+    balances.update({m: found.get(m, 0) for m in missing})
     return balances
 
 

@@ -16,7 +16,7 @@ from domain.principal import path_within
 from domain.units import Unit
 from projections.partners import partner_path as path_of
 from projections.partners import scope_clause
-from projections.views import Tx
+from projections.views import Tx, rows_in
 
 
 class SellThroughView:
@@ -75,7 +75,6 @@ _SKUS = "sell_through.skus"  # unit id -> SKU while unsold (None: sold or unknow
 _STORED = "sell_through.stored"  # ids whose row existed when the batch began
 _CHANGED = "sell_through.changed"  # ids the batch commissioned or sold
 _SALES = "sell_through.sales"  # (store, sku, day) -> [path, units, position]
-IDS_PER_QUERY_MAX = 500
 
 
 def _skus(tx: Tx, units: Sequence[str]) -> dict[str, str | None]:
@@ -83,15 +82,10 @@ def _skus(tx: Tx, units: Sequence[str]) -> dict[str, str | None]:
     skus: dict[str, str | None] = tx.memo.setdefault(_SKUS, {})
     stored: set[str] = tx.memo.setdefault(_STORED, set())
     missing = list(dict.fromkeys(u for u in units if u not in skus))
-    for start in range(0, len(missing), IDS_PER_QUERY_MAX):
-        chunk = missing[start : start + IDS_PER_QUERY_MAX]
-        skus.update(dict.fromkeys(chunk))
-        rows = tx.fetchall(
-            f"SELECT id, sku FROM sell_through_units WHERE id IN ({', '.join('?' * len(chunk))})",
-            chunk,
-        )
-        skus.update({str(unit): str(sku) for unit, sku in rows})
-        stored.update(str(unit) for unit, _ in rows)
+    skus.update(dict.fromkeys(missing))
+    for unit, sku in rows_in(tx, "SELECT id, sku FROM sell_through_units WHERE id", missing):
+        skus[str(unit)] = str(sku)
+        stored.add(str(unit))
     return skus
 
 

@@ -23,7 +23,7 @@ import msgspec
 
 from domain.units import Case, Unit, UnitState
 from projections.partners import partner_path, scope_clause
-from projections.views import Tx
+from projections.views import Tx, rows_in
 
 _json = msgspec.json.Encoder()
 _unjson = msgspec.json.Decoder(dict[str, Any])
@@ -44,7 +44,6 @@ STATE_COLUMNS = (
 
 
 CODES_CACHED_MAX = 1_000_000
-IDS_PER_QUERY_MAX = 500  # ids in one IN list (prepare)
 
 
 class TraceView:
@@ -107,17 +106,11 @@ class TraceView:
         )
         owners: dict[str, str | None] = tx.memo.setdefault(_OWNERS, {})
         destinations: dict[str, str | None] = tx.memo.setdefault(_DESTINATIONS, {})
-        for start in range(0, len(ids), IDS_PER_QUERY_MAX):
-            chunk = ids[start : start + IDS_PER_QUERY_MAX]
-            rows = tx.fetchall(
-                "SELECT id, code, owner, destination FROM trace_codes "
-                f"WHERE id IN ({', '.join('?' * len(chunk))})",
-                chunk,
-            )
-            for item, code, owner, destination in rows:
-                self._remember(str(item), str(code))
-                owners.setdefault(str(code), owner)
-                destinations.setdefault(str(code), destination)
+        select = "SELECT id, code, owner, destination FROM trace_codes WHERE id"
+        for item, code, owner, destination in rows_in(tx, select, ids):
+            self._remember(str(item), str(code))
+            owners.setdefault(str(code), owner)
+            destinations.setdefault(str(code), destination)
 
     def finish(self, tx: Tx) -> None:
         write_codes(tx)

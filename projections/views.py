@@ -113,17 +113,8 @@ class _Insert:
             for start in range(0, len(rows), ROWS_PER_INSERT_MAX):
                 yield rows[start : start + ROWS_PER_INSERT_MAX]
             return
-        chunk: list[Sequence[Any]] = []
-        keys: set[tuple[Any, ...]] = set()
-        for row in rows:
-            key = tuple(row[i] for i in self.key)
-            if key in keys or len(chunk) == ROWS_PER_INSERT_MAX:
-                yield chunk
-                chunk, keys = [], set()
-            chunk.append(row)
-            keys.add(key)
-        if chunk:
-            yield chunk
+        key = self.key
+        yield from _chunks(rows, lambda row: [tuple(row[i] for i in key)])
 
     def statement(self, rows: int) -> str:
         """The statement for ``rows`` rows, placeholders numbered (``$1``...)."""
@@ -195,17 +186,7 @@ class _Update:
         return [row[i] for i in self.key_params]
 
     def chunks(self, rows: Sequence[Sequence[Any]]) -> Iterator[Sequence[Sequence[Any]]]:
-        chunk: list[Sequence[Any]] = []
-        keys: set[Any] = set()
-        for row in rows:
-            touched = self.touched(row)
-            if len(chunk) == ROWS_PER_INSERT_MAX or not keys.isdisjoint(touched):
-                yield chunk
-                chunk, keys = [], set()
-            chunk.append(row)
-            keys.update(touched)
-        if chunk:
-            yield chunk
+        return _chunks(rows, self.touched)
 
     def statement(self, rows: int, types: dict[str, str]) -> str:
         """``$n`` numbered: the first row's parameters are cast (the VALUES' column types
@@ -222,6 +203,34 @@ class _Update:
             f"UPDATE {self.table} {self.body} FROM (VALUES {values}) AS _v({names}) "
             f"WHERE {self.where}"
         )
+
+
+def _chunks(
+    rows: Sequence[Sequence[Any]], touched: Callable[[Sequence[Any]], list[Any]]
+) -> Iterator[Sequence[Sequence[Any]]]:
+    """Rows in order, in chunks of at most ROWS_PER_INSERT_MAX in which no key repeats
+    (one statement may change a row once)."""
+    chunk: list[Sequence[Any]] = []
+    keys: set[Any] = set()
+    for row in rows:
+        mine = touched(row)
+        if len(chunk) == ROWS_PER_INSERT_MAX or not keys.isdisjoint(mine):
+            yield chunk
+            chunk, keys = [], set()
+        chunk.append(row)
+        keys.update(mine)
+    if chunk:
+        yield chunk
+
+
+def rows_in(
+    tx: Tx, select: str, keys: Sequence[Any], *, tail: str = "", per_query: int = 500
+) -> Iterator[tuple[Any, ...]]:
+    """``select`` + `` IN (?, ...)`` + ``tail`` over ``keys``, ``per_query`` keys a query:
+    the rows of many keys in few round trips (a read model's ``prepare``)."""
+    for start in range(0, len(keys), per_query):
+        part = list(keys[start : start + per_query])
+        yield from tx.fetchall(f"{select} IN ({', '.join('?' * len(part))}){tail}", part)
 
 
 def _split_top(text: str) -> list[str]:

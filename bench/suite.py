@@ -294,8 +294,7 @@ def bulk_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) 
     replay.extra["events"] = head
     say(f"replay: {head:,} events in {seconds:.0f} s")
 
-    # the reads go to the same layout as the HTTP workloads (one process per core)
-    with serving(url, workdir, workers=sizes.api_workers) as srv:
+    with serving(url, workdir) as srv:
         _wait_verified(srv.base)
         rnd = random.Random(5)
         partners = ["HQ", *ch.dealers, *(s.code for s in ch.stores), *ch.distributors.values()]
@@ -303,12 +302,11 @@ def bulk_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) 
         balance = _metric(out, "balance_read_p99_ms", "ms",
                           f"GET /v1/balances/{{partner}} on a {head:,}-event store, random "
                           f"partners, half with as_of; {sizes.reads} reads per repeat, "
-                          f"{sizes.read_connections} connections, {sizes.api_workers} API "
-                          "processes")  # fmt: skip
+                          f"{sizes.read_connections} connections")  # fmt: skip
         trace = _metric(out, "trace_read_p99_ms", "ms",
                         f"GET /v1/codes/{{code}}/trace on a {head:,}-event store, random "
                         f"units; {sizes.reads} reads per repeat, {sizes.read_connections} "
-                        f"connections, {sizes.api_workers} API processes")  # fmt: skip
+                        "connections")  # fmt: skip
         for r in range(sizes.repeats):
             reqs = []
             for i in range(sizes.reads):

@@ -104,13 +104,11 @@ class TraceView:
                 if not isinstance(e, (Unit.Commissioned, Unit.Surfaced, Case.Commissioned))
             )
         )
-        owners: dict[str, str | None] = tx.memo.setdefault(_OWNERS, {})
-        destinations: dict[str, str | None] = tx.memo.setdefault(_DESTINATIONS, {})
+        stored: dict[str, dict[str, Any]] = tx.memo.setdefault(_STORED, {})
         select = "SELECT id, code, owner, destination FROM trace_codes WHERE id"
         for item, code, owner, destination in rows_in(tx, select, ids):
             self._remember(str(item), str(code))
-            owners.setdefault(str(code), owner)
-            destinations.setdefault(str(code), destination)
+            stored[str(code)] = {"owner": owner, "destination": destination}
 
     def finish(self, tx: Tx) -> None:
         write_codes(tx)
@@ -164,42 +162,32 @@ class TraceView:
 
 
 # -- applying --------------------------------------------------------------------
-# Owner and destination of the codes this transaction wrote or read are remembered in
-# ``tx.memo`` (every write of those columns is in this module), saving a round trip per
-# receive or pack of goods that moved earlier in the same batch.
+# A code's owner and destination as this batch leaves them: its own change if it made
+# one (``_change``: every write of those columns is in this module), else the row as
+# stored, read in ``prepare`` (or here, once, for a code it did not foresee).
 
-_OWNERS = "trace.owner"
-_DESTINATIONS = "trace.destination"
+_STORED = "trace.stored"  # code -> {"owner": ..., "destination": ...} as read
 
 
-def _column(tx: Tx, memo: str, column: str, code: str) -> str | None:
-    known: dict[str, str | None] = tx.memo.setdefault(memo, {})
-    if code in known:
-        return known[code]
-    row = tx.fetchone(f"SELECT {column} FROM trace_codes WHERE code = ?", (code,))
-    value = known[code] = None if row is None else row[0]
-    return value
+def _column(tx: Tx, column: str, code: str) -> str | None:
+    change = tx.memo.get(_CHANGES, {}).get(code)
+    if change is not None and column in change:
+        return change[column]  # type: ignore[no-any-return]
+    stored: dict[str, dict[str, Any]] = tx.memo.setdefault(_STORED, {})
+    if code not in stored:
+        row = tx.fetchone("SELECT owner, destination FROM trace_codes WHERE code = ?", (code,))
+        stored[code] = {"owner": None, "destination": None} if row is None else {
+            "owner": row[0], "destination": row[1]
+        }  # fmt: skip
+    return stored[code][column]  # type: ignore[no-any-return]
 
 
 def _owner(tx: Tx, code: str) -> str | None:
-    return _column(tx, _OWNERS, "owner", code)
+    return _column(tx, "owner", code)
 
 
 def _destination(tx: Tx, code: str) -> str | None:
-    return _column(tx, _DESTINATIONS, "destination", code)
-
-
-_KEPT = object()  # (``_wrote``: the owner column was not written)
-
-
-def _wrote(tx: Tx, codes: Iterable[str], *, destination: str | None, owner: object = _KEPT) -> None:
-    """Remember what this transaction just wrote to these codes' rows."""
-    owners = tx.memo.setdefault(_OWNERS, {})
-    destinations = tx.memo.setdefault(_DESTINATIONS, {})
-    for code in codes:
-        if owner is not _KEPT:
-            owners[code] = owner
-        destinations[code] = destination
+    return _column(tx, "destination", code)
 
 
 # The codes' rows are folded per batch: ``_change`` records each code's new column
@@ -272,7 +260,6 @@ def _commissioned(tx: Tx, event: Any, position: int) -> None:
         scan_count=0,
         position=position,
     )
-    _wrote(tx, [event.serial], owner=event.owner, destination=None)
     if event.owner is not None:
         _add_step(tx, event.serial, event, position, "commission", event.owner, {})
         _add_holders(tx, [event.serial], event.owner, position)
@@ -294,7 +281,6 @@ def _shipped(
         position=position,
         **dealer,
     )
-    _wrote(tx, codes, destination=event.to)
     _add_holders(tx, codes, event.to, position)
 
 
@@ -317,7 +303,6 @@ def _received(
         destination=None,
         position=position,
     )
-    _wrote(tx, codes, owner=receiver, destination=None)
     if receiver is not None:
         _add_holders(tx, codes, receiver, position)
 
@@ -340,7 +325,6 @@ def _unit_unpacked(tx: Tx, code: str, event: Any, position: int) -> None:
         dealer=event.dealer,
         position=position,
     )
-    _wrote(tx, [code], owner=event.owner, destination=event.destination)
 
 
 def _sold(tx: Tx, code: str, event: Any, position: int) -> None:
@@ -356,7 +340,6 @@ def _sold(tx: Tx, code: str, event: Any, position: int) -> None:
         dealer=event.dealer,
         position=position,
     )
-    _wrote(tx, [code], owner=event.store, destination=None)
     _add_holders(tx, [code], event.store, position)
 
 

@@ -153,10 +153,12 @@ class _Update:
         self.columns: list[str] = []  # the column each parameter belongs to, in order
         assignments = _split_top(found[2])
         conditions = re.split(r"\s+AND\s+", found[3].strip(), flags=re.I)
+        assigned: set[str] = set()
         for part in assignments:
             matched = _ASSIGNMENT.match(part)
             if matched is None:
                 raise ValueError(part)
+            assigned.add(matched[1])
             self.columns += [matched[1]] * matched[2].count("?")
         self.key_params: list[int] = []
         for part in conditions:
@@ -170,7 +172,6 @@ class _Update:
             raise ValueError("IN together with other conditions")  # keys would be pairs of sets
         self.composite = len(conditions) > 1
         self.key_columns = tuple(dict.fromkeys(self.columns[i] for i in self.key_params))
-        assigned = {_ASSIGNMENT.match(part)[1] for part in assignments}  # type: ignore[index]
         self.moves_keys = bool(assigned & set(self.key_columns))  # (then nothing may pass it)
         # The parameters become columns _p1, _p2, ... of the VALUES list _v (no table's
         # column starts with "_", so the target's columns keep their plain names).

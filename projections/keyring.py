@@ -34,6 +34,8 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from projections.database import reading
+
 KEYS_TABLE = "siyu_member_keys"
 BLIND_INDEX_TABLE = "siyu_blind_index"
 BLIND_KEY_SECRET = "blind-index-key"
@@ -130,7 +132,7 @@ class MemberKeyring:
             chunk = missing[start : start + PREFETCH_MAX]
             marks = ", ".join("?" for _ in chunk)
             statement = f"SELECT subject, key FROM {KEYS_TABLE} WHERE subject IN ({marks})"
-            with self._datastore.transaction(commit=False) as cur:
+            with reading(self._datastore) as cur:
                 cur.execute(statement if self._sqlite else statement.replace("?", "%s"), chunk)
                 rows = cur.fetchall()
             found = {
@@ -212,7 +214,7 @@ class MemberKeyring:
     def lookup(self, field: str, value: Any) -> list[str]:
         """Subjects whose ``field`` was recorded with this value (callers re-check it)."""
         statement = f"SELECT subject FROM {BLIND_INDEX_TABLE} WHERE field = ? AND blind = ?"
-        with self._datastore.transaction(commit=False) as cur:
+        with reading(self._datastore) as cur:
             cur.execute(
                 statement if self._sqlite else statement.replace("?", "%s"),
                 (field, self._blind(field, value)),

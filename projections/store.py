@@ -19,7 +19,7 @@ from domain.clock import Clock, system_clock
 from domain.codebook import Codebook
 from domain.codes import KEY_ID_COUNT, CodeKey
 from domain.ledger import Ledger
-from projections.database import Database, parse_database_url
+from projections.database import Database, parse_database_url, reading
 from projections.engine import Engine, Projection
 from projections.keyring import MemberKeyring
 from projections.views import ViewStore
@@ -91,7 +91,7 @@ class Secrets:
     def with_prefix(self, prefix: str) -> dict[str, str]:
         sql = f"SELECT name, value FROM {SECRETS_TABLE}"
         statement = sql if self._sqlite else sql.replace("?", "%s")
-        with self._datastore.transaction(commit=False) as cur:
+        with reading(self._datastore) as cur:
             cur.execute(statement, ())
             rows = cur.fetchall()
         pairs = [(r[0], r[1]) if self._sqlite else (r["name"], r["value"]) for r in rows]
@@ -155,7 +155,7 @@ def _position_lookup(ledger: Ledger, database: Database) -> Any:
     if database.is_sqlite:
 
         def sqlite_position(aggregate_id: UUID, version: int) -> int | None:
-            with datastore.transaction(commit=False) as cur:
+            with reading(datastore) as cur:
                 cur.execute(
                     f"SELECT rowid FROM {table} WHERE originator_id = ? AND originator_version = ?",
                     (aggregate_id.hex, version),
@@ -166,7 +166,7 @@ def _position_lookup(ledger: Ledger, database: Database) -> Any:
         return sqlite_position
 
     def pg_position(aggregate_id: UUID, version: int) -> int | None:
-        with datastore.transaction(commit=False) as cur:
+        with reading(datastore) as cur:
             cur.execute(
                 f"SELECT notification_id FROM {table} "
                 "WHERE originator_id = %s AND originator_version = %s",
@@ -196,7 +196,7 @@ def _events_lookup(ledger: Ledger, database: Database) -> Any:
 
         def sqlite_events(ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
             marks = ", ".join("?" for _ in ids)
-            with datastore.transaction(commit=False) as cur:
+            with reading(datastore) as cur:
                 cur.execute(
                     "SELECT originator_id, originator_version, topic, state "
                     f"FROM {table} WHERE originator_id IN ({marks}) "

@@ -21,6 +21,7 @@ from domain.encoding import EventMapper
 from domain.errors import NotFound
 from domain.identity import batch_id, case_id, keyed_id, partner_id, product_id, unit_id
 from projections.chain import chain_hashes
+from projections.database import reading
 from projections.event_feed import PERSONAL, feed_item
 from projections.store import Store
 from projections.time_index import position_at
@@ -76,7 +77,7 @@ def event_positions(store: Store, aggregate_id: UUID) -> dict[int, int]:
     """version -> position of every stored event of one aggregate."""
     recorder: Any = store.ledger.recorder
     table = recorder.events_table_name
-    with recorder.datastore.transaction(commit=False) as cur:
+    with reading(recorder.datastore) as cur:
         if store.database.is_sqlite:
             cur.execute(
                 f"SELECT originator_version, rowid FROM {table} WHERE originator_id = ?",

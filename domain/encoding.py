@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -37,6 +38,22 @@ class FieldCipher(Protocol):
 
     def prefetch(self, subjects: Iterable[str]) -> None:
         """Fetch these subjects' keys together (before decrypting many events)."""
+        ...
+
+    def sealing(self) -> AbstractContextManager[Sealing]:
+        """While open (this thread), rows the encryption needs written (a new subject's
+        key) are listed instead: the caller writes them in its events' transaction."""
+        ...
+
+
+class Sealing(Protocol):
+    """What one command's encryption needs written with its events."""
+
+    @property
+    def writes(self) -> Sequence[tuple[str, tuple[Any, ...]]]: ...
+
+    def committed(self) -> None:
+        """Called once ``writes`` are stored with the events."""
         ...
 
 

@@ -24,12 +24,14 @@ from eventsourcing.persistence import IntegrityError, RecordConflictError
 JOBS_PER_COMMIT_MAX = 256
 EVENTS_PER_COMMIT_MAX = 5000
 
-Put = Callable[[Sequence[Any]], Sequence[int]]  # stored events -> positions, one transaction
+# (stored events, rows to write with them) -> positions, in one transaction
+Put = Callable[[Sequence[Any], Sequence[Any]], Sequence[int]]
 
 
 @dataclass
 class _Job:
     events: list[Any]
+    writes: Sequence[Any] = ()  # e.g. a new member's key, made while encrypting
     positions: list[int] = field(default_factory=list)
     error: BaseException | None = None
     done: bool = False
@@ -45,10 +47,11 @@ class GroupCommitter:
         self.jobs = 0  # jobs saved
         self.splits = 0  # groups saved job by job after a conflict
 
-    def commit(self, events: list[Any]) -> list[int]:
-        """Save ``events`` atomically (possibly with other jobs); their positions, in order."""
+    def commit(self, events: list[Any], writes: Sequence[Any] = ()) -> list[int]:
+        """Save ``events`` and ``writes`` atomically (possibly with other jobs); the events'
+        positions, in order."""
         assert events, "a job has events"
-        job = _Job(events)
+        job = _Job(events, writes)
         with self._cond:
             self._queue.append(job)
             while self._leading and not job.done:
@@ -102,7 +105,7 @@ class GroupCommitter:
 
     def _save_together(self, group: list[_Job]) -> None:
         events = [e for job in group for e in job.events]
-        positions = self._put(events)
+        positions = self._put(events, [w for job in group for w in job.writes])
         assert len(positions) == len(events), "every event saved has a position"
         self.commits += 1
         self.jobs += len(group)

@@ -213,9 +213,13 @@ class Ledger(Application[UUID]):
             return None
         return found
 
-    def insert(self, stored: Sequence[StoredEvent]) -> Sequence[int]:
-        """Stored events in one transaction; their positions."""
-        positions = self.recorder.insert_events(list(stored))
+    def insert(self, stored: Sequence[StoredEvent], writes: Sequence[Any] = ()) -> Sequence[int]:
+        """Stored events (and ``writes``: rows their encryption made, projections.recorders)
+        in one transaction; the events' positions."""
+        if writes:
+            positions = self.recorder.insert_events(list(stored), side_writes=writes)
+        else:
+            positions = self.recorder.insert_events(list(stored))
         assert positions is not None, "an application recorder answers positions"
         return positions
 
@@ -331,8 +335,16 @@ class Ledger(Application[UUID]):
             for k, answer in items
         ]
         events = [e for aggregate in [*uow.changed(), *records] for e in aggregate.collect_events()]
-        # encoded here, in the command's thread, not by the group's leader
-        positions = self.committer.commit([self.mapper.to_stored_event(e) for e in events])
+        # encoded here, in the command's thread, not by the group's leader; a new
+        # member's key is written in the events' transaction, not committed before it
+        cipher = cast(EventMapper, self.mapper).field_cipher
+        if cipher is None:
+            positions = self.committer.commit([self.mapper.to_stored_event(e) for e in events])
+        else:
+            with cipher.sealing() as sealing:
+                stored = [self.mapper.to_stored_event(e) for e in events]
+            positions = self.committer.commit(stored, sealing.writes)
+            sealing.committed()
         assert positions[-1] == max(positions), "the request records are the last events saved"
         return positions[-1]
 

@@ -52,6 +52,7 @@ class Database:
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
                 "SQLITE_DBNAME": str(self.sqlite_path),
                 "SQLITE_LOCK_TIMEOUT": "30",
+                "APPLICATION_RECORDER_TOPIC": "projections.recorders:SQLiteLedgerRecorder",
             }
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -64,6 +65,7 @@ class Database:
             "POSTGRES_MAX_OVERFLOW": "10",
             "POSTGRES_LOCK_TIMEOUT": "10",
             "POSTGRES_CONN_MAX_AGE": "",
+            "APPLICATION_RECORDER_TOPIC": "projections.recorders:PostgresLedgerRecorder",
         }
 
     def psycopg_conninfo(self, dbname: str | None = None) -> str:

@@ -15,6 +15,11 @@ Encrypting such a field also records HMAC(server secret, normalised value) ->
 subject in ``siyu_blind_index``, so HQ can find a member by phone without a clear
 phone anywhere. ``forget`` deletes the subject's key and its index rows in one
 transaction (docs/decisions/crypto-shredding.md).
+
+Inside ``sealing()`` (a command's events being encrypted, in the command's thread) a
+new key and the index rows are not written at once but listed; the ledger writes
+them in the events' own transaction (projections.recorders). Outside it they are
+committed at once, before the events that use them.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -48,6 +55,29 @@ PREFETCH_MAX = 500
 log = logging.getLogger("siyu.keyring")
 _json = msgspec.json.Encoder()
 _unjson = msgspec.json.Decoder()
+
+
+INSERT_KEY = f"INSERT INTO {KEYS_TABLE} (subject, key) VALUES (?, ?)"
+INSERT_INDEX = (
+    f"INSERT INTO {BLIND_INDEX_TABLE} (field, blind, subject) VALUES (?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+@dataclass
+class _Sealing:
+    """One command's encryption: the keys it made and the rows still to write."""
+
+    keyring: MemberKeyring
+    keys: dict[str, AESGCM] = field(default_factory=dict)
+    writes: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+
+    def committed(self) -> None:
+        """The writes are stored: the keys made here are everyone's now."""
+        now = time.monotonic()
+        with self.keyring._lock:
+            for subject, cipher in self.keys.items():
+                self.keyring._keys[subject] = (cipher, now)
 
 
 def normalise_for_index(value: Any) -> str:
@@ -73,6 +103,7 @@ class MemberKeyring:
         self._keys: dict[str, tuple[AESGCM | None, float]] = {}
         self._lock = threading.Lock()
         self._blind_key: bytes | None = None
+        self._sealing = threading.local()
         key_type = "BLOB" if is_sqlite else "BYTEA"
         self._sql(
             f"CREATE TABLE IF NOT EXISTS {KEYS_TABLE} "
@@ -98,12 +129,41 @@ class MemberKeyring:
             return None
         return row[0] if self._sqlite else row[column]
 
+    @contextmanager
+    def sealing(self) -> Iterator[_Sealing]:
+        """Within (this thread): new keys and index rows are listed, not written; the
+        caller writes the list in the transaction of the events encrypted meanwhile.
+        A key made here is not cached for others: until that transaction commits it is
+        only this command's (a retried command starts a new sealing and looks again);
+        the caller says ``committed()`` once it is stored."""
+        session = _Sealing(self)
+        outer = getattr(self._sealing, "current", None)
+        self._sealing.current = session
+        try:
+            yield session
+        finally:
+            self._sealing.current = outer
+
+    def _stored_key(self, subject: str) -> bytes | None:
+        statement = f"SELECT key FROM {KEYS_TABLE} WHERE subject = ?"
+        with reading(self._datastore) as cur:
+            cur.execute(statement if self._sqlite else statement.replace("?", "%s"), (subject,))
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return bytes(row[0] if self._sqlite else row["key"])
+
     def _key(self, subject: str, create: bool) -> AESGCM | None:
         with self._lock:
             cached = self._keys.get(subject)
         fresh = cached is not None and time.monotonic() - cached[1] < self.cache_ttl_s
         if cached is not None and fresh and (cached[0] is not None or not create):
             return cached[0]
+        session: _Sealing | None = getattr(self._sealing, "current", None)
+        if session is not None and subject in session.keys:
+            return session.keys[subject]
+        if create and session is not None:
+            return self._key_sealed(subject, session)
         raw = None
         if create:  # one statement (one commit) for a new member's key
             raw = self._sql(
@@ -113,11 +173,24 @@ class MemberKeyring:
                 True,
             )
         if raw is None:  # an existing key (or another process made it first)
-            raw = self._sql(f"SELECT key FROM {KEYS_TABLE} WHERE subject = ?", (subject,), True)
+            raw = self._stored_key(subject)
         cipher = None if raw is None else AESGCM(bytes(raw))
         with self._lock:
             self._keys[subject] = (cipher, time.monotonic())
         return cipher
+
+    def _key_sealed(self, subject: str, session: _Sealing) -> AESGCM:
+        """The subject's stored key, or a new one listed for the command's transaction."""
+        raw = self._stored_key(subject)
+        if raw is not None:
+            cipher = AESGCM(bytes(raw))
+            with self._lock:
+                self._keys[subject] = (cipher, time.monotonic())
+            return cipher
+        new = AESGCM.generate_key(bit_length=256)
+        session.writes.append((INSERT_KEY, (subject, new)))
+        session.keys[subject] = AESGCM(new)
+        return session.keys[subject]
 
     def prefetch(self, subjects: Iterable[str]) -> None:
         """The keys of ``subjects`` not freshly cached, in one query per 500."""
@@ -205,11 +278,12 @@ class MemberKeyring:
         return hmac.new(self._blind_key, message, hashlib.sha256).hexdigest()
 
     def _index(self, field: str, value: Any, subject: str) -> None:
-        self._sql(
-            f"INSERT INTO {BLIND_INDEX_TABLE} (field, blind, subject) VALUES (?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            (field, self._blind(field, value), subject),
-        )
+        row = (field, self._blind(field, value), subject)
+        session: _Sealing | None = getattr(self._sealing, "current", None)
+        if session is not None:
+            session.writes.append((INSERT_INDEX, row))
+        else:
+            self._sql(INSERT_INDEX, row)
 
     def lookup(self, field: str, value: Any) -> list[str]:
         """Subjects whose ``field`` was recorded with this value (callers re-check it)."""

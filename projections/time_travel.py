@@ -9,7 +9,8 @@ named like a redacted field are then shown as ``"[personal]"``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -42,6 +43,11 @@ class RedactingCipher:
 
     def prefetch(self, subjects: Iterable[str]) -> None:
         """(No keys: nothing is decrypted.)"""
+
+    @contextmanager
+    def sealing(self) -> Iterator[Any]:
+        raise AssertionError("time travel never writes")
+        yield None
 
     def decrypt_fields(self, event_cls: type, state: dict[str, Any]) -> None:
         for name in getattr(event_cls, "personal_fields", ()):

@@ -22,9 +22,9 @@ def slow_put(store: Store, delay_s: float) -> None:
     """The real save, slowed: while a leader saves, the other threads must queue up."""
     put = store.ledger.insert
 
-    def slowed(events: Sequence[Any]) -> Any:
+    def slowed(events: Sequence[Any], writes: Sequence[Any]) -> Any:
         time.sleep(delay_s)
-        return put(events)
+        return put(events, writes)
 
     store.ledger.committer = GroupCommitter(slowed)
 

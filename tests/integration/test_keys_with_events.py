@@ -1,0 +1,114 @@
+"""A new member's key and blind-index rows are written in the transaction of the events
+they sealed (one commit per command, not three), on both stores: present when the
+events are, absent when the events' insert fails, and a command that raced another
+process for the same new member is decided again with the key that was stored."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from eventsourcing.persistence import IntegrityError
+
+from domain.handlers.members import member_uuid
+from domain.ledger import RequestKey, UnitOfWork
+from domain.members import Member
+from projections.keyring import BLIND_INDEX_TABLE, KEYS_TABLE
+from projections.store import Store
+
+PHONE = "13812345678"
+
+
+def _rows(store: Store, table: str, subject: str) -> int:
+    p = "?" if store.database.is_sqlite else "%s"
+    datastore: Any = store.ledger.recorder.datastore  # type: ignore[attr-defined]
+    with datastore.transaction(commit=True) as cur:
+        cur.execute(f"SELECT count(*) AS n FROM {table} WHERE subject = {p}", (subject,))
+        row = cur.fetchone()
+    return int(row[0] if store.database.is_sqlite else row["n"])
+
+
+def _join(store: Store, external_id: str, request: str) -> Any:
+    """A command that makes a member with a phone (a new subject: a new key)."""
+    key = RequestKey("test", "join", request, {"member": external_id})
+
+    def decide(uow: UnitOfWork) -> dict[str, Any]:
+        uid = member_uuid(uow, external_id)
+        member = uow.find(Member, uid)
+        if member is None:
+            uow.add(Member.join(uid, "test", None, PHONE, "test", uow.now))
+        return {"member_id": str(uid)}
+
+    return store.ledger.execute(key, decide)
+
+
+def _phone_as_stored(database_url: str, member: UUID) -> str | None:
+    fresh = Store.open(database_url)  # another process: no cached key
+    try:
+        found = fresh.ledger.repository.get(member)
+        return str(found.phone) if found.phone is not None else None
+    finally:
+        fresh.close()
+
+
+def test_a_new_members_key_is_stored_with_its_events(store: Store, database_url: str) -> None:
+    done = _join(store, "ext-1", "r-1")
+    subject = done.answer["member_id"]
+    assert _rows(store, KEYS_TABLE, subject) == 1
+    assert _rows(store, BLIND_INDEX_TABLE, subject) == 1
+    assert store.keyring.lookup("phone", PHONE) == [subject]
+    assert _phone_as_stored(database_url, UUID(subject)) == PHONE
+    assert _join(store, "ext-1", "r-1").repeated  # the repeat writes nothing more
+    assert _rows(store, KEYS_TABLE, subject) == 1
+
+
+def test_no_key_outlives_a_failed_insert(store: Store) -> None:
+    ledger = store.ledger
+    uid = uuid4()
+    first = Member.join(uid, "test", None, PHONE, "test", ledger.clock())
+    ledger.save(first)  # committed outside a sealing: its key is stored at once
+    assert _rows(store, KEYS_TABLE, str(uid)) == 1
+
+    other = uuid4()
+    clash = Member.join(other, "test", None, "13999999999", "test", ledger.clock())
+    event = clash.collect_events()[0]
+    with store.keyring.sealing() as sealing:
+        stored = ledger.mapper.to_stored_event(event)
+    assert [sql.split()[2] for sql, _ in sealing.writes] == [KEYS_TABLE, BLIND_INDEX_TABLE]
+    assert _rows(store, KEYS_TABLE, str(other)) == 0, "nothing written before the events"
+
+    again = Member.join(uid, "test", None, PHONE, "test", ledger.clock()).collect_events()[0]
+    conflicting = ledger.mapper.to_stored_event(again)  # version 1 of `first`, again
+    with pytest.raises(IntegrityError):
+        ledger.insert([stored, conflicting], sealing.writes)
+    assert _rows(store, KEYS_TABLE, str(other)) == 0
+    assert _rows(store, BLIND_INDEX_TABLE, str(other)) == 0
+
+    ledger.insert([stored], sealing.writes)
+    sealing.committed()
+    assert _rows(store, KEYS_TABLE, str(other)) == 1
+    assert _rows(store, BLIND_INDEX_TABLE, str(other)) == 1
+
+
+def test_a_command_racing_another_process_is_decided_again(store: Store, database_url: str) -> None:
+    other = Store.open(database_url)  # a second API process on the same database
+    try:
+        put = store.ledger.insert
+        raced: list[Any] = []
+
+        def other_process_first(events: Sequence[Any], writes: Sequence[Any]) -> Any:
+            if not raced:  # after this command sealed with a key of its own
+                assert any("siyu_member_keys" in sql for sql, _ in writes)
+                raced.append(_join(other, "ext-race", "r-other"))
+            return put(events, writes)
+
+        store.ledger.committer._put = other_process_first
+        mine = _join(store, "ext-race", "r-mine")
+    finally:
+        other.close()
+    subject = mine.answer["member_id"]
+    assert raced and raced[0].answer["member_id"] == subject
+    assert _rows(store, KEYS_TABLE, subject) == 1, "one key: the other process's"
+    assert _phone_as_stored(database_url, UUID(subject)) == PHONE

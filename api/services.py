@@ -13,7 +13,7 @@ from api.problems import ServiceUnavailable
 from api.settings import Settings
 from domain.errors import InvalidInput, NotAuthenticated
 from domain.handlers.scans import ScanRules
-from domain.handlers.tokens import authenticate
+from domain.handlers.tokens import Authenticator
 from domain.principal import Principal, hq_admin
 from projections.store import Store
 
@@ -28,6 +28,9 @@ class Services:
     store: Store
     scan_rules: ScanRules = field(default_factory=ScanRules)
 
+    def __post_init__(self) -> None:
+        self.authenticate = Authenticator(self.store.ledger)
+
     def principal_for(self, authorization: str | None) -> Principal:
         if not authorization:
             raise NotAuthenticated("missing bearer token", code="missing_token")
@@ -38,7 +41,7 @@ class Services:
         bootstrap = self.settings.bootstrap_token
         if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
             return hq_admin()
-        return authenticate(self.store.ledger, token)
+        return self.authenticate(token)
 
     def await_view(self, name: str, min_position: int | None) -> None:
         """API.md: reads wait (at most 5 s) until their view has applied ``min_position``."""

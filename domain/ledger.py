@@ -56,6 +56,7 @@ GLOBAL_SCOPE = "global"
 A = TypeVar("A", bound=Aggregate)
 PositionLookup = Callable[[UUID, int], "int | None"]
 EventsLookup = Callable[[Sequence[UUID]], "dict[UUID, list[StoredEvent]]"]
+VersionsLookup = Callable[[Sequence[UUID]], "dict[UUID, int]"]
 PRELOAD_IDS_MAX = 500  # ids per query
 
 _answer_encoder = msgspec.json.Encoder()
@@ -188,6 +189,7 @@ class Ledger(Application[UUID]):
         self.member_id_key: bytes = b""
         self.position_of: PositionLookup = lambda _id, _version: None
         self.select_many: EventsLookup | None = None
+        self.versions_of: VersionsLookup = self._versions_by_loading
         super().__init__(env=dict(env))
         self.committer = GroupCommitter(self.insert)
         self.immutables: dict[UUID, Aggregate] = {}
@@ -205,6 +207,10 @@ class Ledger(Application[UUID]):
                     aggregate = cast(Any, event).mutate(aggregate)
                 loaded[aggregate_id] = aggregate
         return loaded
+
+    def _versions_by_loading(self, ids: Sequence[UUID]) -> dict[UUID, int]:
+        """(The store sets a one-query lookup; this one works on any recorder.)"""
+        return {i: a.version for i, a in self.load_many(ids).items() if a is not None}
 
     def _get_or_none(self, aggregate_id: UUID) -> Aggregate | None:
         try:

@@ -225,6 +225,44 @@ def _events_lookup(ledger: Ledger, database: Database) -> Any:
     return pg_events
 
 
+def _versions_lookup(ledger: Ledger, database: Database) -> Any:
+    """Each aggregate's latest version, in one query, decoding nothing (absent: not
+    listed): enough to tell whether something cached from it is still current."""
+    datastore: Any = ledger.recorder.datastore  # type: ignore[attr-defined]
+    table: str = ledger.recorder.events_table_name  # type: ignore[attr-defined]
+
+    if database.is_sqlite:
+
+        def sqlite_versions(ids: Sequence[UUID]) -> dict[UUID, int]:
+            marks = ", ".join("?" for _ in ids)
+            with reading(datastore) as cur:
+                cur.execute(
+                    f"SELECT originator_id, MAX(originator_version) FROM {table} "
+                    f"WHERE originator_id IN ({marks}) GROUP BY originator_id",
+                    [i.hex for i in ids],
+                )
+                return {UUID(r[0]): int(r[1]) for r in cur.fetchall()}
+
+        return sqlite_versions
+
+    def pg_versions(ids: Sequence[UUID]) -> dict[UUID, int]:
+        with reading(datastore) as cur:
+            cur.execute(
+                f"SELECT originator_id, MAX(originator_version) AS version FROM {table} "
+                "WHERE originator_id = ANY(%s) GROUP BY originator_id",
+                (list(ids),),
+                prepare=True,
+            )
+            return {
+                (v if isinstance(v := r["originator_id"], UUID) else UUID(str(v))): int(
+                    r["version"]
+                )
+                for r in cur.fetchall()
+            }
+
+    return pg_versions
+
+
 @dataclass
 class Store:
     database: Database
@@ -256,6 +294,7 @@ class Store:
         ledger = Ledger(database.eventsourcing_env(), clock=clock)
         ledger.position_of = _position_lookup(ledger, database)
         ledger.select_many = _events_lookup(ledger, database)
+        ledger.versions_of = _versions_lookup(ledger, database)
         secrets = Secrets(ledger, database)
         keyring = MemberKeyring(ledger.recorder.datastore, database.is_sqlite)  # type: ignore[attr-defined]
         ledger.mapper.field_cipher = keyring  # type: ignore[attr-defined]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
+from uuid import UUID
 
 from domain.channel import Partner
 from domain.errors import NotAllowed, NotAuthenticated, NotFound
@@ -52,8 +54,13 @@ def revoke_token(ledger: Ledger, by: Principal, token_uuid: Any, reason: str) ->
 
 def authenticate(ledger: Ledger, token_text: str) -> Principal:
     """Reads the write side, so a token works the moment it is minted."""
+    return _authenticated(ledger, token_id(hash_token(token_text)))[0]
+
+
+def _authenticated(ledger: Ledger, tid: UUID) -> tuple[Principal, int, int]:
+    """The principal, and the versions of the token and partner it was made from."""
     uow = UnitOfWork(ledger)
-    token = uow.find(Token, token_id(hash_token(token_text)))
+    token = uow.find(Token, tid)
     if token is None or token.revoked:
         raise NotAuthenticated("invalid or revoked token", code="invalid_token")
     partner = uow.find(Partner, partner_id(token.partner))
@@ -61,6 +68,38 @@ def authenticate(ledger: Ledger, token_text: str) -> Principal:
         raise NotFound("the token's partner is gone")
     if not partner.is_active:
         raise NotAllowed(f"partner {partner.code} is suspended", code="partner_suspended")
-    return Principal(
+    principal = Principal(
         role=token.role, partner=partner.code, path=partner.path, token_id=str(token.id)
     )
+    return principal, token.version, partner.version
+
+
+class Authenticator:
+    """``authenticate`` for a server: the principal is cached per token and checked on
+    every request against the current versions of the token and its partner (one
+    query, nothing decoded), so a revocation, a suspension or a move is seen by the
+    next request exactly as before, at a fraction of the cost of loading both."""
+
+    CACHED_MAX = 4096
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._cached: dict[UUID, tuple[Principal, UUID, int, int]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, token_text: str) -> Principal:
+        tid = token_id(hash_token(token_text))
+        with self._lock:
+            cached = self._cached.get(tid)
+        if cached is not None:
+            principal, pid, token_version, partner_version = cached
+            now = self._ledger.versions_of([tid, pid])
+            if now.get(tid) == token_version and now.get(pid) == partner_version:
+                return principal
+        principal, token_version, partner_version = _authenticated(self._ledger, tid)
+        with self._lock:
+            if len(self._cached) >= self.CACHED_MAX:
+                self._cached.clear()
+            pid = partner_id(principal.partner)
+            self._cached[tid] = (principal, pid, token_version, partner_version)
+        return principal

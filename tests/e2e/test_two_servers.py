@@ -217,3 +217,55 @@ def test_processes_opening_a_fresh_database_at_once(pg_url: str) -> None:
     finally:
         for s in opened:
             s.close()
+
+
+def test_a_server_sees_another_servers_revocation_and_suspension_at_once(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Each server caches who a token is; the next request must still see a revocation,
+    a suspension or a reactivation made through the other server, with no delay."""
+    with (
+        serving(pg_url, tmp_path, name="a") as (_a, base_a),
+        serving(pg_url, tmp_path, name="b") as (_b, base_b),
+        httpx.Client(timeout=10) as http,
+    ):
+        assert http.post(f"{base_b}/v1/partners", json=dealer("D1"), headers=bearer())
+        tokens = []
+        for _ in range(2):
+            minted = http.post(
+                f"{base_b}/v1/tokens", json={"partner": "D1", "role": "dealer"},
+                headers=bearer(),
+            )  # fmt: skip
+            assert minted.status_code == 201, minted.text
+            tokens.append(minted.json())
+        kept, lost = tokens
+
+        def read_on_a(token: dict[str, Any]) -> httpx.Response:
+            return http.get(f"{base_a}/v1/partners/D1", headers=bearer(token["token"]))
+
+        for token in tokens:  # both now known to server A
+            assert read_on_a(token).status_code == 200
+
+        revoked = http.post(
+            f"{base_b}/v1/tokens/{lost['token_id']}/revocation", json={"reason": "lost"},
+            headers=bearer(),
+        )  # fmt: skip
+        assert revoked.status_code == 200, revoked.text
+        assert read_on_a(lost).status_code == 401
+        assert read_on_a(kept).status_code == 200
+
+        suspended = http.post(
+            f"{base_b}/v1/partners/D1/suspension",
+            json={"change_id": "c1", "reason": "audit"}, headers=bearer(),
+        )  # fmt: skip
+        assert suspended.status_code == 200, suspended.text
+        refused = read_on_a(kept)
+        assert refused.status_code == 403 and refused.json()["code"] == "partner_suspended"
+
+        back = http.post(
+            f"{base_b}/v1/partners/D1/reactivation", json={"change_id": "c2"},
+            headers=bearer(),
+        )  # fmt: skip
+        assert back.status_code == 200, back.text
+        assert read_on_a(kept).status_code == 200
+        assert read_on_a(lost).status_code == 401

@@ -2,10 +2,10 @@
 
 psycopg answers a ROLLBACK by dropping every statement its connection had prepared
 (DEALLOCATE ALL). The store's one-statement reads (a request's position, members' keys,
-the blind index, secrets, an aggregate's event positions) once ran in transactions that
-ended in ROLLBACK, so each cost the commands that next used that connection their
-prepared plans. Here every pooled connection prepares a statement, the reads run, and
-every connection must still hold its statement."""
+the blind index, secrets, an aggregate's event positions, the access log) once ran in
+transactions that ended in ROLLBACK, so each cost the commands that next used that
+connection their prepared plans. Here every pooled connection prepares a statement,
+the reads run, and every connection must still hold its statement."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from uuid import uuid4
 
 import pytest
 
+from projections.access_log import AccessLog
 from projections.store import Store
 from projections.time_travel import event_positions
 
@@ -52,12 +53,14 @@ def test_store_reads_keep_each_connections_prepared_statements(pg_store: Store) 
         pool.putconn(conn)
 
     member = str(uuid4())
+    access_log = AccessLog.of(pg_store)
     for _ in range(3 * len(taken)):  # each read on (very likely) every connection
         assert pg_store.ledger.position_of(uuid4(), 1) is None
         pg_store.keyring.prefetch([member])
         assert pg_store.keyring.lookup("phone", "13800000000") == []
         assert pg_store.secrets.with_prefix("no-such-prefix:") == {}
         assert event_positions(pg_store, uuid4()) == {}
+        assert access_log.list(0, 10) == []
 
     again = _every_idle_connection(pool)
     try:

@@ -133,6 +133,15 @@ class Dashboard4RView:
         _lowest(tx)
 
     def finish(self, tx: Tx) -> None:
+        returns: dict[tuple[str, str], list[Any]] = tx.memo.pop("r4.return", {})
+        tx.executemany(
+            "INSERT INTO r4_return (partner, path, day, gmv, income) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (partner, day) DO UPDATE SET gmv = r4_return.gmv + excluded.gmv, "
+            "income = r4_return.income + excluded.income",
+            [(partner, path, day, gmv, income) for (partner, day), (path, gmv, income) in
+             returns.items()],
+        )  # fmt: skip
+        tx.memo.pop("r4.ensured", None)
         last_seen: dict[str, str | None] = tx.memo.get("r4.last_at", {})
         tx.executemany(
             "UPDATE r4_members SET last_at = ? WHERE member_id = ?",
@@ -238,12 +247,14 @@ class Dashboard4RView:
         self._return(tx, partner, partner_path(tx, partner), day, 0, amount)
 
     def _return(self, tx: Tx, partner: str, path: str, day: str, gmv: int, income: int) -> None:
-        tx.execute(
-            "INSERT INTO r4_return (partner, path, day, gmv, income) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (partner, day) DO UPDATE SET gmv = r4_return.gmv + excluded.gmv, "
-            "income = r4_return.income + excluded.income",
-            (partner, path, day, gmv, income),
-        )
+        """Summed per partner and day over the batch, written by ``finish`` (one row each)."""
+        returns: dict[tuple[str, str], list[Any]] = tx.memo.setdefault("r4.return", {})
+        sums = returns.get((partner, day))
+        if sums is None:
+            returns[(partner, day)] = [path, gmv, income]
+        else:
+            sums[1] += gmv
+            sums[2] += income
 
 
 def _last_seen(tx: Tx, members: Iterable[str]) -> dict[str, str | None]:
@@ -265,6 +276,10 @@ def _lowest(tx: Tx) -> str:
 
 def _ensure_member(tx: Tx, member: str) -> None:
     """A member's row (a scan's unit event may come before the member's Joined)."""
+    ensured: set[str] = tx.memo.setdefault("r4.ensured", set())
+    if member in ensured:  # the batch's first insert stands (rows are never deleted)
+        return
+    ensured.add(member)
     lowest = _lowest(tx)
     tx.execute(
         "INSERT INTO r4_members (member_id, tier) VALUES (?, ?) ON CONFLICT (member_id) DO NOTHING",

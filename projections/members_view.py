@@ -120,12 +120,16 @@ class MembersView:
     def finish(self, tx: Tx) -> None:
         """Each touched member's position, and the points invariant of each member whose
         points moved, once per batch (one statement each, not one per event)."""
+        _write_moved(tx)
         positions: dict[str, int] = tx.memo.pop("members.position", {})
         tx.executemany(
             "UPDATE members SET position = ? WHERE member_id = ?",
             [(position, member) for member, position in positions.items()],
         )
         _check_all(tx, tx.memo.pop("members.check", set()))
+
+
+MOVED_MEMO = "members.moved"  # member -> [points, growth, debt, last earned at]
 
 
 def _lowest(tx: Tx) -> str:
@@ -181,12 +185,7 @@ def _earned(tx: Tx, member: str, e: Any) -> None:
             _utc(e.expires_at),
         ),
     )
-    tx.execute(
-        "UPDATE members SET points = points + ?, growth = growth + ?, last_earned_at = ? "
-        "WHERE member_id = ?",
-        (e.points, e.points, e.timestamp.isoformat(), member),
-    )
-    _check(tx, member)
+    _moved(tx, member, points=e.points, growth=e.points, earned_at=e.timestamp.isoformat())
 
 
 def _take(tx: Tx, member: str, lots: Any) -> None:
@@ -199,37 +198,30 @@ def _take(tx: Tx, member: str, lots: Any) -> None:
 
 def _spent(tx: Tx, member: str, e: Any) -> None:
     _take(tx, member, e.lots)
-    tx.execute("UPDATE members SET points = points - ? WHERE member_id = ?", (e.points, member))
-    _check(tx, member)
+    _moved(tx, member, points=-e.points)
 
 
 def _expired(tx: Tx, member: str, e: Any) -> None:
     _take(tx, member, ((e.lot_id, e.points),))
-    tx.execute("UPDATE members SET points = points - ? WHERE member_id = ?", (e.points, member))
-    _check(tx, member)
+    _moved(tx, member, points=-e.points)
 
 
 def _reversed(tx: Tx, member: str, e: Any) -> None:
     _take(tx, member, e.lots)
-    tx.execute(
-        "UPDATE members SET points = points - ?, debt = debt + ? WHERE member_id = ?",
-        (e.points, e.debt, member),
-    )
-    _check(tx, member)
+    _moved(tx, member, points=-e.points, debt=e.debt)
 
 
 def _recovered(tx: Tx, member: str, e: Any) -> None:
     _take(tx, member, e.lots)
-    tx.execute("UPDATE members SET debt = debt - ? WHERE member_id = ?", (e.points, member))
-    _check(tx, member)
+    _moved(tx, member, debt=-e.points)
 
 
 def _order_rewarded(tx: Tx, member: str, e: Any) -> None:
-    tx.execute("UPDATE members SET growth = growth + ? WHERE member_id = ?", (e.growth, member))
+    _moved(tx, member, growth=e.growth, checked=False)
 
 
 def _order_reversed(tx: Tx, member: str, e: Any) -> None:
-    tx.execute("UPDATE members SET growth = growth - ? WHERE member_id = ?", (e.growth, member))
+    _moved(tx, member, growth=-e.growth, checked=False)
 
 
 def _tier(tx: Tx, member: str, e: Any) -> None:
@@ -283,9 +275,39 @@ def _forgotten(tx: Tx, member: str, _e: Any) -> None:
     tx.execute("UPDATE members SET phone_masked = NULL WHERE member_id = ?", (member,))
 
 
-def _check(tx: Tx, member: str) -> None:
-    """Second path of the points invariant, checked for the batch's members at its end."""
-    tx.memo.setdefault("members.check", set()).add(member)
+def _moved(
+    tx: Tx,
+    member: str,
+    *,
+    points: int = 0,
+    growth: int = 0,
+    debt: int = 0,
+    earned_at: str | None = None,
+    checked: bool = True,
+) -> None:
+    """Points, growth and debt move by sums: folded per member over the batch and written
+    once at its end (a busy member earns many times in one batch), before the check."""
+    moved: dict[str, list[Any]] = tx.memo.setdefault(MOVED_MEMO, {})
+    sums = moved.get(member)
+    if sums is None:
+        sums = moved[member] = [0, 0, 0, None]
+    sums[0] += points
+    sums[1] += growth
+    sums[2] += debt
+    if earned_at is not None:
+        sums[3] = earned_at  # the batch's last, as writing each in turn would leave
+    if checked:
+        # Second path of the points invariant, checked for the batch's members at its end.
+        tx.memo.setdefault("members.check", set()).add(member)
+
+
+def _write_moved(tx: Tx) -> None:
+    moved: dict[str, list[Any]] = tx.memo.pop(MOVED_MEMO, {})
+    tx.executemany(
+        "UPDATE members SET points = points + ?, growth = growth + ?, debt = debt + ?, "
+        "last_earned_at = COALESCE(?, last_earned_at) WHERE member_id = ?",
+        [(p, g, d, at, member) for member, (p, g, d, at) in moved.items()],
+    )
 
 
 def _check_all(tx: Tx, members: set[str]) -> None:

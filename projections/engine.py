@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -81,6 +82,9 @@ class Engine:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         self._readers: dict[str, set[str]] = {}  # topic -> the projections that read it
+        self._fetcher: ThreadPoolExecutor | None = None  # the next page, while one applies
+        self.pages_fetched_ahead = 0  # pages used that way (for tests and benchmarks)
+        self._ahead: tuple[tuple[int, int, int | None], Future[list[Notification]]] | None = None
         names = [p.name for p in self.projections]
         assert len(names) == len(set(names)), "projection names are unique"
 
@@ -148,9 +152,7 @@ class Engine:
             if until is not None and start >= until:
                 return 0
             limit = self.batch_size if until is None else min(self.batch_size, until - start)
-            notifications = self.recorder.select_notifications(
-                start, limit, stop=until, inclusive_of_start=False
-            )
+            notifications = self._notifications(start, limit, until)
             if not notifications:
                 return 0
             self._apply(tx, notifications, positions)
@@ -165,6 +167,32 @@ class Engine:
         with self._advanced:
             self._advanced.notify_all()
         return len(notifications)
+
+    def _notifications(self, start: int, limit: int, stop: int | None) -> list[Notification]:
+        """The page after ``start``. A full page is likely followed by another: that one is
+        fetched in the background while this one is applied (the database sends it while
+        Python works), and used if the next batch starts where this one ends. Pages are
+        final once visible: inserts take the events table's lock until they commit."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == (start, limit, stop):
+            page = ahead[1].result()
+            self.pages_fetched_ahead += 1
+        else:
+            page = self._select(start, limit, stop)
+        if len(page) == limit and (stop is None or page[-1].id < stop):
+            if self._fetcher is None:
+                self._fetcher = ThreadPoolExecutor(1, thread_name_prefix="projection-fetch")
+            after = page[-1].id
+            self._ahead = (
+                (after, limit, stop),
+                self._fetcher.submit(self._select, after, limit, stop),
+            )
+        return page
+
+    def _select(self, start: int, limit: int, stop: int | None) -> list[Notification]:
+        return list(
+            self.recorder.select_notifications(start, limit, stop=stop, inclusive_of_start=False)
+        )
 
     def _apply(
         self, tx: Tx, notifications: Sequence[Notification], positions: dict[str, int]
@@ -254,6 +282,10 @@ class Engine:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self._ahead = None
+        if self._fetcher is not None:
+            self._fetcher.shutdown(wait=True)
+            self._fetcher = None
 
     def _follow(self) -> None:
         while not self._stop.is_set():

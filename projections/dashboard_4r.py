@@ -123,12 +123,25 @@ class Dashboard4RView:
             self._apply_member(tx, event, oid, position)
 
     def prepare(self, tx: Tx, events: list[tuple[Any, int]]) -> None:
-        """The last activity of the batch's scanning members, in one query."""
+        """The orders the batch pays or refunds, and the last activity of its scanning
+        and paying members: one query each, not one per event."""
         members = {
             e.member_id
             for e, _ in events
             if isinstance(e, Unit.Scanned) and e.member_id is not None
         }
+        placed = {
+            str(e.originator_id): e.member_id for e, _ in events if isinstance(e, Order.Placed)
+        }
+        settled = [
+            oid
+            for e, _ in events
+            if isinstance(e, (Order.Paid, Order.Refunded))
+            and (oid := str(e.originator_id)) not in placed
+        ]
+        orders = _orders(tx, settled)
+        members.update(placed.values())
+        members.update(known[0] for known in orders.values() if known is not None)
         _last_seen(tx, members)
         _lowest(tx)
 
@@ -210,23 +223,7 @@ class Dashboard4RView:
                 ),
             )
             return
-        if oid not in orders:
-            row = tx.fetchone(
-                "SELECT member_id, store, path, split, receivers FROM r4_orders WHERE id = ?",
-                (oid,),
-            )
-            orders[oid] = (
-                None
-                if row is None
-                else (
-                    str(row[0]),
-                    str(row[1]),
-                    str(row[2]),
-                    _unjson.decode(row[3]),
-                    _unjson.decode(row[4]),
-                )
-            )
-        known = orders[oid]
+        known = orders[oid] if oid in orders else _orders(tx, [oid])[oid]
         if known is None:
             return
         member, store, path, split, receivers = known
@@ -255,6 +252,21 @@ class Dashboard4RView:
         else:
             sums[1] += gmv
             sums[2] += income
+
+
+def _orders(tx: Tx, ids: Iterable[str]) -> dict[str, tuple[Any, ...] | None]:
+    """Orders by aggregate id (None: not placed here), remembered for the batch."""
+    orders: dict[str, tuple[Any, ...] | None] = tx.memo.setdefault("r4.orders", {})
+    missing = sorted({i for i in ids if i not in orders})
+    rows = rows_in(
+        tx, "SELECT id, member_id, store, path, split, receivers FROM r4_orders WHERE id", missing
+    )
+    found = {
+        str(r[0]): (str(r[1]), str(r[2]), str(r[3]), _unjson.decode(r[4]), _unjson.decode(r[5]))
+        for r in rows
+    }
+    orders.update({i: found.get(i) for i in missing})
+    return orders
 
 
 def _last_seen(tx: Tx, members: Iterable[str]) -> dict[str, str | None]:

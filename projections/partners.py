@@ -21,8 +21,16 @@ def partner_path(tx: Tx, code: str) -> str:
     paths: dict[str, str] = tx.memo.setdefault(PATHS_MEMO, {})
     path = paths.get(code)
     if path is None:
-        row = tx.fetchone("SELECT path FROM partners WHERE code = ?", (code,))
-        path = paths[code] = code if row is None else str(row[0])
+        # A path never changes once registered: kept across batches (each read is a
+        # round trip that waits for every write queued before it). A partner not
+        # (yet) registered is looked up again in the next batch.
+        known: dict[str, str] = tx.lasting.setdefault(PATHS_MEMO, {})
+        path = known.get(code)
+        if path is None:
+            row = tx.fetchone("SELECT path FROM partners WHERE code = ?", (code,))
+            if row is not None:
+                path = known[code] = str(row[0])
+        path = paths[code] = code if path is None else path
     return path
 
 

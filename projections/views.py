@@ -35,10 +35,14 @@ class Tx(Protocol):
     what it read or wrote in this batch (the engine holds the write lock for the whole
     transaction, so nothing else changes those rows meanwhile). Nothing read-model
     related may outlive the transaction unless it is a pure function of the events
-    (another engine may apply the next batch)."""
+    (another engine may apply the next batch): ``lasting`` keeps such facts (a partner's
+    path) across transactions."""
 
     dialect: str
     memo: dict[Any, Any]
+
+    @property
+    def lasting(self) -> dict[Any, Any]: ...
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
 
@@ -61,6 +65,7 @@ _WORDS = re.compile(r"[a-z_][a-z0-9_]*")
 _TARGET = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([a-z_][a-z0-9_]*)\b", re.I)
 _READS = re.compile(r"\b(SELECT|FROM)\b", re.I)
 _DDL = re.compile(r"^\s*(CREATE|DROP|ALTER)\b", re.I)
+_LASTING = ("lasting",)  # catalog key of Tx.lasting
 _INSERT = re.compile(r"^(INSERT INTO [a-z_0-9]+ \(([^()]*)\) VALUES) (\([^()]*\))(.*)$", re.S)
 _CONFLICT = re.compile(r"ON CONFLICT \(([^()]*)\) DO (UPDATE|NOTHING)", re.I)
 
@@ -329,6 +334,14 @@ class _QueuedTx:
         self._queued: dict[str, list[_Segment]] = {}
         # the store's (shared by its transactions): primary keys and column types per table
         self._catalog = {} if catalog is None else catalog
+
+    @property
+    def lasting(self) -> dict[Any, Any]:
+        """Facts read from the views that never change once written (a partner's path),
+        kept by the store across transactions; forgotten with the catalog whenever a
+        statement changes the schema (a read model dropped and rebuilt)."""
+        found: dict[Any, Any] = self._catalog.setdefault(_LASTING, {})
+        return found
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._write(sql, (params,))

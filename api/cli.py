@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from api.audit_cli import (
@@ -206,8 +207,10 @@ def _default_side_target(store: Store) -> str:
 
 
 def _compare(live: Store, side: Store, names: Sequence[str], target: str) -> int:
-    live_sums = live.engine.checksums()
-    side_sums = side.engine.checksums()
+    with ThreadPoolExecutor(1) as other:  # the two builds hashed at once (two backends)
+        side_hashing = other.submit(side.engine.checksums)
+        live_sums = live.engine.checksums()
+        side_sums = side_hashing.result()
     live_at, side_at = live.engine.position(), side.engine.position()
     different = 0
     for name in names:

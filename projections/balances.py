@@ -45,17 +45,32 @@ _TOTALS_AT = (
     "SELECT pending, available FROM ledger_totals WHERE partner = ? AND position <= ? "
     "ORDER BY position DESC LIMIT 1"
 )
+# The windows known by P, closed by T and not settled by P (after settlement an order's
+# pending shares net to zero), read first, by their own indexes: settlement keeps that
+# set small, however long the history. Then, per such order, its pending postings of
+# the partner(s) (a correlated subquery: the plan starts from the windows, not from
+# every posting a busy partner ever had, whatever the statistics say).
 _DUE = (
-    "SELECT COALESCE(SUM(p.amount), 0) FROM ledger_windows w "
-    "JOIN ledger_postings p ON p.order_id = w.order_id "
-    "WHERE w.due_us <= ? AND w.position <= ? AND p.bucket = 'pending' AND p.position <= ? "
+    "WITH due AS MATERIALIZED ("
+    "SELECT order_id FROM ledger_windows "
+    "WHERE settled_position IS NULL AND due_us <= ? AND position <= ? "
+    "UNION ALL SELECT order_id FROM ledger_windows "
+    "WHERE settled_position > ? AND due_us <= ? AND position <= ?) "
+    "SELECT COALESCE(SUM((SELECT SUM(p.amount) FROM ledger_postings p "
+    "WHERE p.order_id = due.order_id AND p.bucket = 'pending' AND p.position <= ? AND {})), 0) "
+    "FROM due"
 )
+
+
+def _due_params(horizon: datetime, upto: int) -> tuple[int, ...]:
+    due_us = to_micros(horizon)
+    return (due_us, upto, upto, due_us, upto, upto)
 
 
 def partner_balance(tx: Tx, partner: str, upto: int, horizon: datetime) -> Balance:
     row = tx.fetchone(_TOTALS_AT, (partner, upto))
     pending, available = (0, 0) if row is None else (int(row[0]), int(row[1]))
-    due = tx.fetchone(_DUE + "AND p.partner = ?", (to_micros(horizon), upto, upto, partner))
+    due = tx.fetchone(_DUE.format("p.partner = ?"), (*_due_params(horizon, upto), partner))
     closed = 0 if due is None else int(due[0])
     return Balance(pending - closed, available + closed)
 
@@ -73,8 +88,8 @@ def subtree_balance(tx: Tx, path: str, upto: int, horizon: datetime) -> Balance:
     )
     counted, pending, available = (0, 0, 0) if row is None else (int(v) for v in row)
     due = tx.fetchone(
-        _DUE + f"AND p.partner IN (SELECT code FROM partners WHERE {clause})",
-        (to_micros(horizon), upto, upto, *params),
+        _DUE.format(f"p.partner IN (SELECT code FROM partners WHERE {clause})"),
+        (*_due_params(horizon, upto), *params),
     )
     closed = 0 if due is None else int(due[0])
     return Balance(pending - closed, available + closed, counted)

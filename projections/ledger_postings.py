@@ -13,7 +13,9 @@ replaying the store.
   ``<aggregate id>:<version>``): a clerk task's reward names its task and the task's
   ``Completed`` event;
 - ``ledger_windows``: when each order's return window closes (known from the
-  position that fulfilled it), for "available as of T";
+  position that fulfilled it), for "available as of T", and the position that settled
+  it (its pending shares net to zero from then on: a balance sums only the windows
+  not yet settled, not every window in history);
 - ``ledger_totals``: each partner's running sums of its pending and available
   postings, a row per position that changed them: a balance as of any position is
   one index lookup, plus the pending shares whose window had closed by then (see
@@ -63,7 +65,8 @@ def from_micros(us: int) -> datetime:
 
 class LedgerPostings:
     name: str = "ledger"
-    version: int = 3  # 2: task rewards; reason and ref on entries. 3: running totals
+    # 2: task rewards; reason and ref on entries. 3: running totals. 4: windows' settlement
+    version: int = 4
     tables: dict[str, str] = {
         "ledger_postings": (
             "CREATE TABLE IF NOT EXISTS ledger_postings ("
@@ -79,7 +82,8 @@ class LedgerPostings:
         ),
         "ledger_windows": (
             "CREATE TABLE IF NOT EXISTS ledger_windows ("
-            "order_id TEXT PRIMARY KEY, due_us BIGINT NOT NULL, position BIGINT NOT NULL)"
+            "order_id TEXT PRIMARY KEY, due_us BIGINT NOT NULL, position BIGINT NOT NULL, "
+            "settled_position BIGINT)"
         ),
         "ledger_totals": (
             "CREATE TABLE IF NOT EXISTS ledger_totals ("
@@ -93,7 +97,10 @@ class LedgerPostings:
         "CREATE INDEX IF NOT EXISTS ledger_entries_time "
         "ON ledger_entries (running_max_us, position)",
         "CREATE INDEX IF NOT EXISTS ledger_entries_order ON ledger_entries (order_id)",
-        "CREATE INDEX IF NOT EXISTS ledger_windows_due ON ledger_windows (due_us)",
+        # the windows a balance still sums: not settled (by then), closed by its horizon
+        "CREATE INDEX IF NOT EXISTS ledger_windows_open ON ledger_windows (due_us) "
+        "WHERE settled_position IS NULL",
+        "CREATE INDEX IF NOT EXISTS ledger_windows_settled ON ledger_windows (settled_position)",
     )
     topics: frozenset[str] = frozenset(
         {cls.TOPIC for cls in KIND_OF} | {Order.Fulfilled.TOPIC}  # type: ignore[attr-defined]
@@ -122,6 +129,11 @@ class LedgerPostings:
         order_id = getattr(event, "order_id", None)
         if isinstance(event, Order.Paid) and event.fulfilled and event.due_at is not None:
             _window(tx, event.order_id, event.due_at, position)
+        if isinstance(event, Order.Settled):  # its pending shares now net to zero
+            tx.execute(
+                "UPDATE ledger_windows SET settled_position = ? WHERE order_id = ?",
+                (position, event.order_id),
+            )
         at_us = to_micros(event.timestamp)
         running_max = tx.memo[_RUNNING_MAX] = max(_running_max(tx), at_us)
         stated = _stated_amount(event)
@@ -236,8 +248,14 @@ def position_at(tx: Tx, at: datetime) -> int:
     maximum of event times is not after ``at`` (event times are taken before commit,
     commits follow positions, so that position was committed no earlier than its
     running maximum; the answer is always a prefix of the log)."""
+    # The running maximum never decreases along the log, so the last entry in (running
+    # maximum, position) order is that position: one step down the index. (MAX(position)
+    # ... WHERE running_max_us <= ? walked the primary key back from the newest entry,
+    # about 2 ms for a time half-way through a million events.)
     row = tx.fetchone(
-        "SELECT MAX(position) FROM ledger_entries WHERE running_max_us <= ?", (to_micros(at),)
+        "SELECT position FROM ledger_entries WHERE running_max_us <= ? "
+        "ORDER BY running_max_us DESC, position DESC LIMIT 1",
+        (to_micros(at),),
     )
     return 0 if row is None or row[0] is None else int(row[0])
 

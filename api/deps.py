@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -26,15 +27,19 @@ def provide_services(state: State) -> Services:
     return services
 
 
-def provide_principal(
+async def provide_principal(
     request: Request[Any, Any, Any], services: NamedDependency[Services]
 ) -> Principal:
-    return services.principal_for(request.headers.get("authorization"))
+    authorization = request.headers.get("authorization")
+    known = services.principal_without_io(authorization)
+    if known is not None:
+        return known
+    return await anyio.to_thread.run_sync(services.principal_for, authorization)
 
 
 DEPENDENCIES = {
     "services": Provide(provide_services, sync_to_thread=False),
-    "principal": Provide(provide_principal, sync_to_thread=True),
+    "principal": Provide(provide_principal),
 }
 
 

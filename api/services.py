@@ -31,6 +31,18 @@ class Services:
     def __post_init__(self) -> None:
         self.authenticate = Authenticator(self.store.ledger)
 
+    def principal_without_io(self, authorization: str | None) -> Principal | None:
+        """The bootstrap token's principal (nothing to read); None for any other."""
+        bootstrap = self.settings.bootstrap_token
+        if not bootstrap or not authorization:
+            return None
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), bootstrap.encode()
+        ):
+            return None
+        return hq_admin()
+
     def principal_for(self, authorization: str | None) -> Principal:
         if not authorization:
             raise NotAuthenticated("missing bearer token", code="missing_token")

@@ -33,27 +33,21 @@ class Services:
 
     def principal_without_io(self, authorization: str | None) -> Principal | None:
         """The bootstrap token's principal (nothing to read); None for any other."""
-        bootstrap = self.settings.bootstrap_token
-        if not bootstrap or not authorization:
+        try:
+            token = _bearer(authorization)
+        except NotAuthenticated:
             return None
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), bootstrap.encode()
-        ):
-            return None
-        return hq_admin()
+        return hq_admin() if self._is_bootstrap(token) else None
 
     def principal_for(self, authorization: str | None) -> Principal:
-        if not authorization:
-            raise NotAuthenticated("missing bearer token", code="missing_token")
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token or len(token) > 512:
-            raise NotAuthenticated("expected 'Authorization: Bearer <token>'", code="invalid_token")
-        bootstrap = self.settings.bootstrap_token
-        if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
+        token = _bearer(authorization)
+        if self._is_bootstrap(token):
             return hq_admin()
         return self.authenticate(token)
+
+    def _is_bootstrap(self, token: str) -> bool:
+        bootstrap = self.settings.bootstrap_token
+        return bootstrap is not None and hmac.compare_digest(token.encode(), bootstrap.encode())
 
     def await_view(self, name: str, min_position: int | None) -> None:
         """API.md: reads wait (at most 5 s) until their view has applied ``min_position``."""
@@ -63,6 +57,16 @@ class Services:
             raise ServiceUnavailable(
                 f"view {name} has not applied position {min_position} yet; retry"
             )
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise NotAuthenticated("missing bearer token", code="missing_token")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 512:
+        raise NotAuthenticated("expected 'Authorization: Bearer <token>'", code="invalid_token")
+    return token
 
 
 def page_limit(limit: int | None) -> int:

@@ -51,7 +51,7 @@ class Sizes:
 ISSUE = Sizes(backlog=1_000_000, api_workers=2)
 PRESETS = {
     # the issue's sizes (a 1M-event backlog: >= 200k projected, >= 1M replayed and read
-    # from): 12.7 minutes at 15bca63 on this 2-core machine, inside the 15 asked for
+    # from): 9.3 minutes at 6a517c3 on this 2-core machine, inside the 15 asked for
     # (PostgreSQL: two API processes, one per core; SQLite: one, see SQLITE below)
     "default": ISSUE,
     "issue": ISSUE,

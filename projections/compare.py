@@ -155,6 +155,7 @@ def open_side(store: Store, target: str, projections: list[Projection]) -> Engin
 
 def remove_side(engine: Engine) -> None:
     """Drop a side build entirely (its SQLite files, or its PostgreSQL schema)."""
+    engine.stop()  # its page-fetching thread, if it started one
     views = engine.views
     views.drop_everything()
     views.close()

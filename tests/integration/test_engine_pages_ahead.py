@@ -5,6 +5,8 @@ applied once, in order, on both stores."""
 
 from __future__ import annotations
 
+import threading
+
 from domain.channel import PartnerKind, PartnerSpec
 from domain.handlers import channel
 from domain.principal import hq_admin
@@ -22,7 +24,12 @@ def _partners(store: Store) -> list[str]:
         return [str(r[0]) for r in tx.fetchall("SELECT code FROM partners ORDER BY code")]
 
 
+def _fetchers() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("projection-fetch")}
+
+
 def test_pages_fetched_ahead_apply_every_event_once(store: Store) -> None:
+    before = _fetchers()
     engine = store.engine
     engine.batch_size = 3
     engine.catch_up()
@@ -41,3 +48,5 @@ def test_pages_fetched_ahead_apply_every_event_once(store: Store) -> None:
     engine.reset()
     engine.catch_up()  # one page, from zero: the same views
     assert engine.checksums() == live
+    engine.stop()  # the fetching thread ends with the engine (side builds stop theirs)
+    assert _fetchers() <= before

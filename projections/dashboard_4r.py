@@ -223,7 +223,7 @@ class Dashboard4RView:
                 ),
             )
             return
-        known = orders[oid] if oid in orders else _orders(tx, [oid])[oid]
+        known = _orders(tx, [oid])[oid]  # read in prepare, or now
         if known is None:
             return
         member, store, path, split, receivers = known

@@ -74,10 +74,8 @@ class _Sealing:
 
     def committed(self) -> None:
         """The writes are stored: the keys made here are everyone's now."""
-        now = time.monotonic()
-        with self.keyring._lock:
-            for subject, cipher in self.keys.items():
-                self.keyring._keys[subject] = (cipher, now)
+        for subject, cipher in self.keys.items():
+            self.keyring._remember(subject, cipher)
 
 
 def normalise_for_index(value: Any) -> str:
@@ -175,17 +173,19 @@ class MemberKeyring:
         if raw is None:  # an existing key (or another process made it first)
             raw = self._stored_key(subject)
         cipher = None if raw is None else AESGCM(bytes(raw))
+        self._remember(subject, cipher)
+        return cipher
+
+    def _remember(self, subject: str, cipher: AESGCM | None) -> None:
         with self._lock:
             self._keys[subject] = (cipher, time.monotonic())
-        return cipher
 
     def _key_sealed(self, subject: str, session: _Sealing) -> AESGCM:
         """The subject's stored key, or a new one listed for the command's transaction."""
         raw = self._stored_key(subject)
         if raw is not None:
             cipher = AESGCM(bytes(raw))
-            with self._lock:
-                self._keys[subject] = (cipher, time.monotonic())
+            self._remember(subject, cipher)
             return cipher
         new = AESGCM.generate_key(bit_length=256)
         session.writes.append((INSERT_KEY, (subject, new)))

@@ -119,14 +119,15 @@ class MembersView:
 
     def finish(self, tx: Tx) -> None:
         """Each touched member's position, and the points invariant of each member whose
-        points moved, once per batch (one statement each, not one per event)."""
-        _write_moved(tx)
+        points, growth or debt moved, once per batch (one statement each, not one per
+        event)."""
+        moved = _write_moved(tx)
         positions: dict[str, int] = tx.memo.pop("members.position", {})
         tx.executemany(
             "UPDATE members SET position = ? WHERE member_id = ?",
             [(position, member) for member, position in positions.items()],
         )
-        _check_all(tx, tx.memo.pop("members.check", set()))
+        _check_all(tx, moved)
 
 
 MOVED_MEMO = "members.moved"  # member -> [points, growth, debt, last earned at]
@@ -217,11 +218,11 @@ def _recovered(tx: Tx, member: str, e: Any) -> None:
 
 
 def _order_rewarded(tx: Tx, member: str, e: Any) -> None:
-    _moved(tx, member, growth=e.growth, checked=False)
+    _moved(tx, member, growth=e.growth)
 
 
 def _order_reversed(tx: Tx, member: str, e: Any) -> None:
-    _moved(tx, member, growth=-e.growth, checked=False)
+    _moved(tx, member, growth=-e.growth)
 
 
 def _tier(tx: Tx, member: str, e: Any) -> None:
@@ -283,10 +284,10 @@ def _moved(
     growth: int = 0,
     debt: int = 0,
     earned_at: str | None = None,
-    checked: bool = True,
 ) -> None:
     """Points, growth and debt move by sums: folded per member over the batch and written
-    once at its end (a busy member earns many times in one batch), before the check."""
+    once at its end (a busy member earns many times in one batch); each such member's
+    points invariant is checked then (the second path: the first is the aggregate's)."""
     moved: dict[str, list[Any]] = tx.memo.setdefault(MOVED_MEMO, {})
     sums = moved.get(member)
     if sums is None:
@@ -296,18 +297,17 @@ def _moved(
     sums[2] += debt
     if earned_at is not None:
         sums[3] = earned_at  # the batch's last, as writing each in turn would leave
-    if checked:
-        # Second path of the points invariant, checked for the batch's members at its end.
-        tx.memo.setdefault("members.check", set()).add(member)
 
 
-def _write_moved(tx: Tx) -> None:
+def _write_moved(tx: Tx) -> set[str]:
+    """The batch's sums written; the members they moved."""
     moved: dict[str, list[Any]] = tx.memo.pop(MOVED_MEMO, {})
     tx.executemany(
         "UPDATE members SET points = points + ?, growth = growth + ?, debt = debt + ?, "
         "last_earned_at = COALESCE(?, last_earned_at) WHERE member_id = ?",
         [(p, g, d, at, member) for member, (p, g, d, at) in moved.items()],
     )
+    return set(moved)
 
 
 def _check_all(tx: Tx, members: set[str]) -> None:

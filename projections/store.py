@@ -178,6 +178,11 @@ def _position_lookup(ledger: Ledger, database: Database) -> Any:
     return pg_position
 
 
+def _uuid(value: Any) -> UUID:
+    """An originator id as psycopg returns it (UUID, or text where no adapter is set)."""
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
 def _events_lookup(ledger: Ledger, database: Database) -> Any:
     """Many aggregates' stored events in one query (a command's reads in one round trip)."""
     datastore: Any = ledger.recorder.datastore  # type: ignore[attr-defined]
@@ -219,7 +224,7 @@ def _events_lookup(ledger: Ledger, database: Database) -> Any:
             return grouped(
                 ((r["originator_id"], r["originator_version"], r["topic"], r["state"])
                  for r in cur.fetchall()),
-                lambda v: v if isinstance(v, UUID) else UUID(str(v)),
+                _uuid,
             )  # fmt: skip
 
     return pg_events
@@ -253,12 +258,7 @@ def _versions_lookup(ledger: Ledger, database: Database) -> Any:
                 (list(ids),),
                 prepare=True,
             )
-            return {
-                (v if isinstance(v := r["originator_id"], UUID) else UUID(str(v))): int(
-                    r["version"]
-                )
-                for r in cur.fetchall()
-            }
+            return {_uuid(r["originator_id"]): int(r["version"]) for r in cur.fetchall()}
 
     return pg_versions
 

@@ -229,15 +229,15 @@ def test_a_server_sees_another_servers_revocation_and_suspension_at_once(
         serving(pg_url, tmp_path, name="b") as (_b, base_b),
         httpx.Client(timeout=10) as http,
     ):
-        assert http.post(f"{base_b}/v1/partners", json=dealer("D1"), headers=bearer())
-        tokens = []
-        for _ in range(2):
-            minted = http.post(
-                f"{base_b}/v1/tokens", json={"partner": "D1", "role": "dealer"},
-                headers=bearer(),
-            )  # fmt: skip
-            assert minted.status_code == 201, minted.text
-            tokens.append(minted.json())
+
+        def hq_on_b(path: str, body: dict[str, Any], status: int = 200) -> dict[str, Any]:
+            answer = http.post(f"{base_b}{path}", json=body, headers=bearer())
+            assert answer.status_code == status, answer.text
+            found: dict[str, Any] = answer.json()
+            return found
+
+        hq_on_b("/v1/partners", dealer("D1"), 201)
+        tokens = [hq_on_b("/v1/tokens", {"partner": "D1", "role": "dealer"}, 201) for _ in "ab"]
         kept, lost = tokens
 
         def read_on_a(token: dict[str, Any]) -> httpx.Response:
@@ -246,26 +246,14 @@ def test_a_server_sees_another_servers_revocation_and_suspension_at_once(
         for token in tokens:  # both now known to server A
             assert read_on_a(token).status_code == 200
 
-        revoked = http.post(
-            f"{base_b}/v1/tokens/{lost['token_id']}/revocation", json={"reason": "lost"},
-            headers=bearer(),
-        )  # fmt: skip
-        assert revoked.status_code == 200, revoked.text
+        hq_on_b(f"/v1/tokens/{lost['token_id']}/revocation", {"reason": "lost"})
         assert read_on_a(lost).status_code == 401
         assert read_on_a(kept).status_code == 200
 
-        suspended = http.post(
-            f"{base_b}/v1/partners/D1/suspension",
-            json={"change_id": "c1", "reason": "audit"}, headers=bearer(),
-        )  # fmt: skip
-        assert suspended.status_code == 200, suspended.text
+        hq_on_b("/v1/partners/D1/suspension", {"change_id": "c1", "reason": "audit"})
         refused = read_on_a(kept)
         assert refused.status_code == 403 and refused.json()["code"] == "partner_suspended"
 
-        back = http.post(
-            f"{base_b}/v1/partners/D1/reactivation", json={"change_id": "c2"},
-            headers=bearer(),
-        )  # fmt: skip
-        assert back.status_code == 200, back.text
+        hq_on_b("/v1/partners/D1/reactivation", {"change_id": "c2"})
         assert read_on_a(kept).status_code == 200
         assert read_on_a(lost).status_code == 401

@@ -9,7 +9,6 @@ the reads run, and every connection must still hold its statement."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
 
@@ -18,15 +17,6 @@ import pytest
 from projections.access_log import AccessLog
 from projections.store import Store
 from projections.time_travel import event_positions
-
-
-@pytest.fixture
-def pg_store(pg_url: str) -> Iterator[Store]:
-    opened = Store.open(pg_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _every_idle_connection(pool: Any) -> list[Any]:
@@ -41,8 +31,9 @@ def _prepared_on(conn: Any) -> int:
     return int(row["n"])
 
 
-def test_store_reads_keep_each_connections_prepared_statements(pg_store: Store) -> None:
-    datastore: Any = pg_store.ledger.recorder.datastore  # type: ignore[attr-defined]
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite prepares none
+def test_store_reads_keep_each_connections_prepared_statements(store: Store) -> None:
+    datastore: Any = store.ledger.recorder.datastore  # type: ignore[attr-defined]
     pool = datastore.pool
     taken = _every_idle_connection(pool)
     assert taken, "the pool holds idle connections"
@@ -53,13 +44,13 @@ def test_store_reads_keep_each_connections_prepared_statements(pg_store: Store) 
         pool.putconn(conn)
 
     member = str(uuid4())
-    access_log = AccessLog.of(pg_store)
+    access_log = AccessLog.of(store)
     for _ in range(3 * len(taken)):  # each read on (very likely) every connection
-        assert pg_store.ledger.position_of(uuid4(), 1) is None
-        pg_store.keyring.prefetch([member])
-        assert pg_store.keyring.lookup("phone", "13800000000") == []
-        assert pg_store.secrets.with_prefix("no-such-prefix:") == {}
-        assert event_positions(pg_store, uuid4()) == {}
+        assert store.ledger.position_of(uuid4(), 1) is None
+        store.keyring.prefetch([member])
+        assert store.keyring.lookup("phone", "13800000000") == []
+        assert store.secrets.with_prefix("no-such-prefix:") == {}
+        assert event_positions(store, uuid4()) == {}
         assert access_log.list(0, 10) == []
 
     again = _every_idle_connection(pool)

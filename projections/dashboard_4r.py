@@ -45,6 +45,7 @@ def _day(at: datetime) -> str:
 
 class Dashboard4RView:
     name: str = "dashboard_4r"
+    follows: tuple[str, ...] = ("partners",)  # reads partner paths
     version: int = 1
     tables: dict[str, str] = {
         "r4_units": (

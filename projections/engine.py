@@ -49,6 +49,10 @@ class Projection(Protocol):
     # what it folded in ``tx.memo``, check invariants). A batch is one transaction.
     # Every ``prepare`` runs before any model applies the batch, so it reads only its own
     # tables (not, e.g., partner paths the partners model may add in this batch).
+    # Optional: ``follows``, the names of read models whose tables it reads (e.g. the
+    # partners' paths). An engine that does not run one of them itself stops each batch
+    # before the first event of that model's topics it has not applied yet (projection
+    # workers, ``projections/workers.py``).
 
     def apply(self, tx: Tx, event: Any, position: int) -> None: ...
 
@@ -70,7 +74,10 @@ class Engine:
         projections: Iterable[Projection],
         *,
         batch_size: int = BATCH_SIZE_MAX,
+        others: Iterable[Projection] = (),
     ) -> None:
+        """``others``: the read models other engines run on the same views (projection
+        workers), among them those that ours follow."""
         assert 0 < batch_size <= BATCH_SIZE_MAX
         self.recorder = recorder
         self.mapper = mapper
@@ -87,6 +94,15 @@ class Engine:
         self._ahead: tuple[tuple[int, int, int | None], Future[list[Notification]]] | None = None
         names = [p.name for p in self.projections]
         assert len(names) == len(set(names)), "projection names are unique"
+        self._names = sorted(names)
+        # Read models another engine runs that ours read (their topics): none when one
+        # engine runs them all.
+        wanted = {f for p in self.projections for f in getattr(p, "follows", ())} - set(names)
+        others = list(others)
+        self._followed = {p.name: p.topics for p in others if p.name in wanted}
+        assert set(self._followed) == wanted, f"followed read models missing: {wanted}"
+        assert all(self._followed.values()), "a followed read model names its topics"
+        self.waiting_for: str | None = None  # a followed model this engine is waiting for
 
     # -- schema ---------------------------------------------------------------
 
@@ -143,16 +159,18 @@ class Engine:
         return min(chosen) if chosen else 0
 
     def run_batch(self, until: int | None = None) -> int:
-        """Apply the next batch of events; returns how many notifications were read."""
-        lock = " FOR UPDATE" if self.views.dialect == "postgresql" else ""
+        """Apply the next batch of events; returns how many notifications were read (0 also
+        while ``waiting_for`` names a followed read model that has an event to apply first)."""
         with self.views.write() as tx:
-            rows = tx.fetchall(f"SELECT name, position FROM {POSITIONS_TABLE}{lock}")
-            positions = {name: int(pos) for name, pos in rows}
+            positions = self._lock_positions(tx)
             start = min(positions.get(p.name, 0) for p in self.projections)
+            self.waiting_for = None
             if until is not None and start >= until:
                 return 0
             limit = self.batch_size if until is None else min(self.batch_size, until - start)
             notifications = self._notifications(start, limit, until)
+            if self._followed and notifications:
+                notifications = self._before_unfollowed(tx, notifications)
             if not notifications:
                 return 0
             self._apply(tx, notifications, positions)
@@ -167,6 +185,37 @@ class Engine:
         with self._advanced:
             self._advanced.notify_all()
         return len(notifications)
+
+    def _lock_positions(self, tx: Tx) -> dict[str, int]:
+        """This engine's read models' positions, their rows locked for the batch on
+        PostgreSQL (in name order: engines running overlapping sets lock alike); engines
+        running other read models (projection workers) are not held up."""
+        marks = ", ".join("?" * len(self._names))
+        lock = " FOR UPDATE" if self.views.dialect == "postgresql" else ""
+        rows = tx.fetchall(
+            f"SELECT name, position FROM {POSITIONS_TABLE} WHERE name IN ({marks}) "
+            f"ORDER BY name{lock}",
+            self._names,
+        )
+        return {name: int(pos) for name, pos in rows}
+
+    def _before_unfollowed(self, tx: Tx, page: list[Notification]) -> list[Notification]:
+        """The page up to the first event a followed read model (run by another engine)
+        reads and has not applied yet: the events before it cannot depend on it. Its
+        position is read without a lock: it only grows, and the read model may be ahead
+        (so what a follower reads from it must not change once written: a partner's path)."""
+        marks = ", ".join("?" * len(self._followed))
+        rows = tx.fetchall(
+            f"SELECT name, position FROM {POSITIONS_TABLE} WHERE name IN ({marks})",
+            list(self._followed),
+        )
+        at = {name: int(position) for name, position in rows}
+        for i, n in enumerate(page):
+            for name, topics in self._followed.items():
+                if n.topic in topics and n.id > at.get(name, 0):
+                    self.waiting_for = name
+                    return page[:i]
+        return page
 
     def _notifications(self, start: int, limit: int, stop: int | None) -> list[Notification]:
         """The page after ``start``. A full page is likely followed by another: that one is
@@ -250,13 +299,20 @@ class Engine:
         target = head if until is None else min(until, head)
         started = time.monotonic()
         applied = 0
+        waited: str | None = None
         while True:
             n = self.run_batch(until=target)
             applied += n
             if on_progress is not None:
                 on_progress(Progress(self.position(), target, applied, time.monotonic() - started))
             if n == 0:
-                return applied
+                if self.waiting_for is None:
+                    return applied
+                # Another worker runs a read model ours follow: wait for it to get ahead.
+                if waited != self.waiting_for:
+                    waited = self.waiting_for
+                    log.info("waiting for read model %s (another worker's)", waited)
+                time.sleep(POLL_INTERVAL_S)
 
     def catch_up_for(self, seconds_max: float) -> int:
         """Apply batches until caught up or ``seconds_max`` has passed; events read."""

@@ -21,6 +21,7 @@ _unjson = msgspec.json.Decoder()
 
 class LoyaltyProgramsView:
     name: str = "loyalty_programs"
+    follows: tuple[str, ...] = ("partners",)  # reads partner paths
     version: int = 1
     tables: dict[str, str] = {
         "loyalty_tasks": (

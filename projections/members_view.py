@@ -61,6 +61,7 @@ TOPICS = frozenset(
 
 class MembersView:
     name: str = "members"
+    follows: tuple[str, ...] = ("partners",)  # reads partner paths
     version: int = 1
     tables: dict[str, str] = {
         "members": (

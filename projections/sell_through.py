@@ -21,6 +21,7 @@ from projections.views import Tx, rows_in
 
 class SellThroughView:
     name: str = "sell_through"
+    follows: tuple[str, ...] = ("partners",)  # reads partner paths
     version: int = 1
     tables: dict[str, str] = {
         "sell_through": (

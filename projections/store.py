@@ -23,6 +23,7 @@ from projections.database import Database, parse_database_url, reading
 from projections.engine import Engine, Projection
 from projections.keyring import MemberKeyring
 from projections.views import ViewStore
+from projections.workers import worker_share
 
 SECRETS_TABLE = "siyu_secrets"
 CODE_KEY_PREFIX = "code-key-"
@@ -279,6 +280,7 @@ class Store:
         *,
         clock: Clock = system_clock,
         projections: Iterable[Projection] | None = None,
+        worker: tuple[int, int] | None = None,
         views_target: str | None = None,
         code_base_url: str = DEFAULT_CODE_BASE_URL,
         code_key_id: int = 0,
@@ -302,10 +304,7 @@ class Store:
         ledger.member_id_key = bytes.fromhex(secrets.get("member-id-key"))
         ledger.ensure_hq()
         views = ViewStore(database, target=views_target)
-        engine = Engine(
-            ledger.recorder,
-            ledger.mapper,
-            views,
+        chosen = (
             default_projections(
                 ledger.position_of,
                 notary_from_secrets(
@@ -313,8 +312,12 @@ class Store:
                 ),
             )
             if projections is None
-            else projections,
+            else list(projections)
         )
+        others: list[Projection] = []
+        if worker is not None:  # one projection worker's share (projections/workers.py)
+            chosen, others = worker_share(chosen, *worker)
+        engine = Engine(ledger.recorder, ledger.mapper, views, chosen, others=others)
         engine.ensure_schema()
         guard.release()
         return cls(database, ledger, secrets, views, engine, keyring)

@@ -48,6 +48,7 @@ CODES_CACHED_MAX = 1_000_000
 
 class TraceView:
     name: str = "trace"
+    follows: tuple[str, ...] = ("partners",)  # reads partner paths
     version: int = 1
     tables: dict[str, str] = {
         "trace_codes": (

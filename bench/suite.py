@@ -7,6 +7,7 @@ import random
 import sys
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -267,27 +268,34 @@ def bulk_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) 
         head = store.head
         say(f"bulk: {report.events:,} events in {report.seconds:.0f} s; head {head:,}")
         first = store.engine.position()
+        proj = _metric(out, "projection_events_per_s", "events/s", "")
+        proj.extra["backlog_events"] = head - first
+        proj.extra["workers"] = sizes.projection_workers
+        if sizes.projection_workers == 1:
+            proj.note = (
+                f"Engine.catch_up of every read model over a backlog of {head - first:,} "
+                f"events, timed in {sizes.repeats} equal slices (in-process, like `siyu "
+                "project --once`)"
+            )
+            _project_slices(sizes, first, head, proj, store.engine.catch_up)
     finally:
         store.close()
     workers = ["--workers", str(sizes.projection_workers)]
-    proj = _metric(out, "projection_events_per_s", "events/s",
-        f"`siyu project --once --workers {sizes.projection_workers} --until-position P` "
-        f"(every read model) over a backlog of {head - first:,} events, timed in "
-        f"{sizes.repeats} equal slices (wall time of each command, start-up included)")  # fmt: skip
-    previous = first
-    for k in range(1, sizes.repeats + 1):
-        until = first + (head - first) * k // sizes.repeats
-        started = time.perf_counter()
-        done = run_cli(["project", "--once", *workers, "--until-position", str(until)], url,
-                       workdir)  # fmt: skip
-        seconds = time.perf_counter() - started
-        if done.returncode != 0:
-            raise RuntimeError(f"siyu project failed:\n{done.stdout}\n{done.stderr[-2000:]}")
-        proj.values.append((until - previous) / seconds)
-        previous = until
-        say(f"projections slice {k}: {proj.values[-1]:,.0f} events/s")
-    proj.extra["backlog_events"] = head - first
-    proj.extra["workers"] = sizes.projection_workers
+    if sizes.projection_workers > 1:
+        proj.note = (
+            f"`siyu project --once --workers {sizes.projection_workers} --until-position P` "
+            f"(every read model in {sizes.projection_workers} processes) over a backlog of "
+            f"{head - first:,} events, timed in {sizes.repeats} equal slices (wall time of "
+            "each command, start-up included)"
+        )
+
+        def command(until: int) -> None:
+            done = run_cli(["project", "--once", *workers, "--until-position", str(until)],
+                           url, workdir)  # fmt: skip
+            if done.returncode != 0:
+                raise RuntimeError(f"siyu project failed:\n{done.stdout}\n{done.stderr[-2000:]}")
+
+        _project_slices(sizes, first, head, proj, command)
 
     replay = _metric(out, "replay_events_per_s", "events/s",
                      f"`siyu replay --workers {sizes.projection_workers}` (every read model "
@@ -333,6 +341,19 @@ def bulk_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) 
             trace.values.append(result.p99_ms)
             say(f"reads repeat {r + 1}: balance p99 {balance.values[-1]:.1f} ms, "
                 f"trace p99 {trace.values[-1]:.1f} ms")  # fmt: skip
+
+
+def _project_slices(
+    sizes: Sizes, first: int, head: int, proj: Metric, project: Callable[[int], object]
+) -> None:
+    previous = first
+    for k in range(1, sizes.repeats + 1):
+        until = first + (head - first) * k // sizes.repeats
+        started = time.perf_counter()
+        project(until)
+        proj.values.append((until - previous) / (time.perf_counter() - started))
+        previous = until
+        say(f"projections slice {k}: {proj.values[-1]:,.0f} events/s")
 
 
 def _wait_verified(base: str, timeout_s: float = 300) -> None:

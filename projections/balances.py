@@ -16,9 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from domain.money import CURRENCY
-from projections.ledger_postings import position_at, to_micros
-from projections.partners import scope_clause
+from projections.engine import POSITIONS_TABLE
+from projections.ledger_postings import to_micros
+from projections.partners import COLUMNS, row_to_partner, scope_clause
 from projections.views import Tx
+
+LEDGER_VIEW = "ledger"  # the read model balances come from (its position bounds them)
 
 
 @dataclass(frozen=True)
@@ -29,11 +32,6 @@ class Balance:
 
     def answer(self) -> dict[str, Any]:
         return {"pending": self.pending, "available": self.available}
-
-
-def upto_position(tx: Tx, as_of: datetime | None, applied: int) -> int:
-    """Read up to this position: the one committed by ``as_of``, or all applied."""
-    return applied if as_of is None else min(applied, position_at(tx, as_of))
 
 
 # A balance as of (horizon T, position P): the partner's running totals at P (pending and
@@ -62,16 +60,35 @@ _DUE = (
 )
 
 
+# The same, with the partner's totals, in one statement: (CTE: due_us, P, P, due_us, P),
+# (totals: partner, P, partner, P), (due: P, partner).
+_BALANCE = _DUE.format("p.partner = ?").replace(
+    "SELECT COALESCE(SUM(",
+    "SELECT (SELECT pending FROM ledger_totals WHERE partner = ? AND position <= ? "
+    "ORDER BY position DESC LIMIT 1), "
+    "(SELECT available FROM ledger_totals WHERE partner = ? AND position <= ? "
+    "ORDER BY position DESC LIMIT 1), COALESCE(SUM(",
+    1,
+)
+
+
 def _due_params(horizon: datetime, upto: int) -> tuple[int, ...]:
     due_us = to_micros(horizon)
     return (due_us, upto, upto, due_us, upto, upto)
 
 
 def partner_balance(tx: Tx, partner: str, upto: int, horizon: datetime) -> Balance:
-    row = tx.fetchone(_TOTALS_AT, (partner, upto))
-    pending, available = (0, 0) if row is None else (int(row[0]), int(row[1]))
-    due = tx.fetchone(_DUE.format("p.partner = ?"), (*_due_params(horizon, upto), partner))
-    closed = 0 if due is None else int(due[0])
+    """One statement: the partner's running totals at ``upto`` and its shares due by then."""
+    due_us = to_micros(horizon)
+    row = tx.fetchone(
+        _BALANCE,
+        [
+            *(due_us, upto, upto, due_us, upto),  # the windows due
+            *(partner, upto, partner, upto),  # the running totals
+            *(upto, partner),  # the partner's pending shares of those windows
+        ],
+    )
+    pending, available, closed = (0, 0, 0) if row is None else (int(v or 0) for v in row)
     return Balance(pending - closed, available + closed)
 
 
@@ -100,10 +117,11 @@ def balance_answer(
     partner: dict[str, Any],
     as_of: datetime | None,
     now: datetime,
-    applied: int,
+    upto: int,
     rollup: bool,
 ) -> dict[str, Any]:
-    upto = upto_position(tx, as_of, applied)
+    """The answer of ``GET /v1/balances/{partner}`` up to position ``upto`` (see
+    ``partner_and_positions``)."""
     horizon = now if as_of is None else as_of
     own = partner_balance(tx, partner["code"], upto, horizon)
     answer: dict[str, Any] = {
@@ -117,3 +135,28 @@ def balance_answer(
         total = subtree_balance(tx, partner["path"], upto, horizon)
         answer["rollup"] = {**total.answer(), "partners": total.partners}
     return answer
+
+
+def partner_and_positions(
+    tx: Tx, code: str, as_of: datetime | None
+) -> tuple[dict[str, Any], int] | None:
+    """The partner and the position a balance reads up to (the ledger view's, or the one
+    committed by ``as_of`` if earlier), in one statement; None if no such partner."""
+    as_of_position = (
+        "(SELECT position FROM ledger_entries WHERE running_max_us <= ? "
+        "ORDER BY running_max_us DESC, position DESC LIMIT 1)"
+        if as_of is not None
+        else "NULL"
+    )
+    params: list[Any] = [] if as_of is None else [to_micros(as_of)]
+    row = tx.fetchone(
+        f"SELECT {', '.join(COLUMNS)}, "
+        f"(SELECT position FROM {POSITIONS_TABLE} WHERE name = ?), {as_of_position} "
+        "FROM partners WHERE code = ?",
+        (LEDGER_VIEW, *params, code),
+    )
+    if row is None:
+        return None
+    applied = int(row[-2] or 0)
+    upto = applied if as_of is None else min(applied, int(row[-1] or 0))
+    return row_to_partner(row[:-2]), upto

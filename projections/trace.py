@@ -396,36 +396,28 @@ def _add_holders(tx: Tx, codes: Iterable[str], partner: str, position: int) -> N
 # -- queries ---------------------------------------------------------------------
 
 
-def visible(tx: Tx, code: str, scope_path: str | None) -> bool:
-    """May a principal with data scope ``scope_path`` (None: everything) trace ``code``?"""
-    if scope_path is None or "/" not in scope_path:
-        return True  # the root's subtree is the whole channel
-    clause, params = scope_clause(scope_path)
-    row = tx.fetchone(
-        f"SELECT 1 FROM trace_holders WHERE code = ? AND {clause} LIMIT 1", [code, *params]
-    )
-    return row is not None
-
-
 def get_trace(tx: Tx, code: str, scope_path: str | None) -> dict[str, Any] | None:
-    """The trace of ``code`` (API.md's shape), or None if unknown or outside the scope."""
-    row = tx.fetchone(f"SELECT {', '.join(STATE_COLUMNS)} FROM trace_codes WHERE code = ?", (code,))
-    if row is None or not visible(tx, code, scope_path):
+    """The trace of ``code`` (API.md's shape), or None if unknown or outside the scope.
+    One statement (the state, whether the scope may see it, each step of its history):
+    a snapshot, and one round trip."""
+    params: list[Any] = []
+    seen = "1"  # the root's subtree is everything
+    if scope_path is not None and "/" in scope_path:
+        clause, params = scope_clause(scope_path)
+        seen = f"EXISTS (SELECT 1 FROM trace_holders h WHERE h.code = c.code AND {clause})"
+    rows = tx.fetchall(
+        f"SELECT {', '.join('c.' + column for column in STATE_COLUMNS)}, {seen}, "
+        "s.at, s.position, s.action, s.partner, s.detail "
+        "FROM trace_codes c LEFT JOIN trace_steps s ON s.code = c.code "
+        "WHERE c.code = ? ORDER BY s.position, s.seq",
+        [*params, code],
+    )
+    if not rows or not rows[0][len(STATE_COLUMNS)]:
         return None
-    record = dict(zip(STATE_COLUMNS, row, strict=True))
+    record = dict(zip(STATE_COLUMNS, rows[0], strict=False))
     record["scan_count"] = int(record["scan_count"])
     record["position"] = int(record["position"])
-    record["history"] = history(tx, code)
-    return record
-
-
-def history(tx: Tx, code: str) -> list[dict[str, Any]]:
-    rows = tx.fetchall(
-        "SELECT at, position, action, partner, detail FROM trace_steps "
-        "WHERE code = ? ORDER BY position, seq",
-        (code,),
-    )
-    return [
+    record["history"] = [
         {
             "at": at,
             "position": int(position),
@@ -433,8 +425,10 @@ def history(tx: Tx, code: str) -> list[dict[str, Any]]:
             "partner": partner,
             **_unjson.decode(detail),
         }
-        for at, position, action, partner, detail in rows
+        for at, position, action, partner, detail in (row[len(STATE_COLUMNS) + 1 :] for row in rows)
+        if position is not None  # (a code with no step yet: one row, no step)
     ]
+    return record
 
 
 def trace_at(trace: dict[str, Any], position: int) -> dict[str, Any] | None:

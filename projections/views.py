@@ -553,6 +553,8 @@ class ViewStore:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             conn.execute(f'SET search_path TO "{schema}"')
             conn.commit()
+            # Transactions are explicit (``read``, ``write``); ``query`` needs none.
+            conn.autocommit = True
 
         self._pool = ConnectionPool(
             conninfo, min_size=1, max_size=PG_POOL_SIZE_MAX, configure=configure, open=True
@@ -614,6 +616,21 @@ class ViewStore:
             yield tx
             tx.flush()
 
+    @contextmanager
+    def query(self) -> Iterator[Tx]:
+        """For reads of one statement each, consistent by the positions they name (not by
+        a snapshot): no transaction, so no BEGIN and COMMIT round trips (PostgreSQL: the
+        pool's connections are in autocommit; SQLite: each statement is its own read)."""
+        tx: _QueuedTx
+        if self._pool is None:
+            tx = SqliteTx(self._sqlite(), self._catalog)
+            yield tx
+        else:
+            with self._pool.connection() as pg:
+                tx = PostgresTx(pg, self._catalog)
+                yield tx
+        assert not tx._queued, "query() is for reads; writes go through write()"
+
     def purge_freed_pages(self) -> None:
         """Make scrubbed rows unrecoverable: SQLite keeps old page versions in its WAL until a
         checkpoint (secure_delete zeroes freed space in the file itself); PostgreSQL keeps
@@ -623,8 +640,7 @@ class ViewStore:
                 self._sqlite().execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return
         with self._pool.connection() as pg:
-            pg.autocommit = True
-            pg.execute("VACUUM")
+            pg.execute("VACUUM")  # (autocommit: VACUUM cannot run in a transaction)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -642,7 +658,6 @@ class ViewStore:
             for suffix in ("", "-wal", "-shm"):
                 Path(str(self.path) + suffix).unlink(missing_ok=True)
             return
-        with self._pool.connection() as pg:
+        with self._pool.connection() as pg, pg.transaction():
             pg.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
             pg.execute(f'CREATE SCHEMA "{self.schema}"')
-            pg.commit()

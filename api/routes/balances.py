@@ -21,7 +21,7 @@ from domain.handlers import settlement
 from domain.ledger import UnitOfWork
 from domain.principal import Principal, Role
 from domain.withdrawals import PayoutAccount, payout_account_id
-from projections.balances import balance_answer
+from projections.balances import LEDGER_VIEW, balance_answer, partner_and_positions
 from projections.ledger_postings import position_at
 from projections.partners import get_partner
 from projections.statements import parse_period_bound, statement
@@ -59,12 +59,16 @@ class BalanceController(Controller):
         rollup: Annotated[bool, QueryParameter(required=False)] = False,
     ) -> dict[str, Any]:
         at = parse_period_bound(as_of, "as_of")
-        services.await_view("ledger", min_position)
+        services.await_view(LEDGER_VIEW, min_position)
         store = services.store
-        with store.views.read() as tx:  # one transaction: the partner, position, postings
-            found = _partner_seen(tx, principal, partner)
-            applied = store.engine.position("ledger", tx)
-            return balance_answer(tx, found, at, store.ledger.clock(), applied, rollup)
+        # Two statements, no transaction: the partner and the position to read up to,
+        # then the balance up to that position (rows after it are not counted).
+        with store.views.query() as tx:
+            found = partner_and_positions(tx, partner, at)
+            if found is None or not principal.may_see(found[0]["path"]):
+                raise NotFound(f"unknown partner {partner}", code="unknown_partner")
+            seen, upto = found
+            return balance_answer(tx, seen, at, store.ledger.clock(), upto, rollup)
 
 
 class PartnerMoneyController(Controller):

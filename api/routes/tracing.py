@@ -44,7 +44,7 @@ def _outer_code(services: Services, principal: Principal, text: str) -> str:
 
 def _trace(services: Services, principal: Principal, text: str) -> dict[str, Any]:
     code = _outer_code(services, principal, text)
-    with services.store.views.read() as tx:
+    with services.store.views.query() as tx:
         trace = get_trace(tx, code, _scope(principal))
     if trace is None:
         raise NotFound(f"no trace of {code} in your scope", code="unknown_code")
@@ -69,7 +69,7 @@ class TraceController(Controller):
         trace = _trace(services, principal, code)
         if at is None:
             return trace
-        with services.store.views.read() as tx:
+        with services.store.views.query() as tx:
             position = position_at(tx, at)
         past = trace_at(trace, position)
         if past is None:
@@ -109,7 +109,7 @@ def _epcis_steps(services: Services, history: list[dict[str, Any]]) -> list[Epci
         if case is None:
             return None
         if case not in gtins:
-            with services.store.views.read() as tx:
+            with services.store.views.query() as tx:
                 found = get_trace(tx, case, None)
             gtins[case] = found["gtin"] if found else ""
         return book.url(gtins[case], case) if gtins[case] else None

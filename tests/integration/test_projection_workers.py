@@ -33,14 +33,13 @@ def sides(demo: Store) -> Iterator[Made]:
     """Engines made by ``side(...)``; their side builds are dropped afterwards."""
     made: Made = []
     yield made
-    dropped: set[str] = set()
-    for engine, target in made:  # several engines may share one build: drop it once
-        engine.stop()
-        if target in dropped:
+    last = {target: engine for engine, target in made}  # one engine drops each build
+    for engine, _target in made:  # (the others first close their connections to it)
+        if engine not in last.values():
+            engine.stop()
             engine.views.close()
-        else:
-            dropped.add(target)
-            remove_side(engine)
+    for engine in last.values():
+        remove_side(engine)
 
 
 def _projections(store: Store) -> list[Projection]:

@@ -26,7 +26,10 @@ from projections.views import Tx, ViewStore
 
 log = logging.getLogger("siyu.projections")
 
-BATCH_SIZE_MAX = 1000
+# Events per batch (one transaction). Catching up, larger batches amortise each batch's
+# fixed statements (positions, every read model's prepare, commit): 4,000 against 1,000
+# took 12.5 s against 13.1 s over 200k bulk events (two workers, medians of 3).
+BATCH_SIZE_MAX = 4000
 POLL_INTERVAL_S = 0.02
 WAIT_S_MAX = 5.0
 POSITIONS_TABLE = "projection_positions"

@@ -259,6 +259,9 @@ def redacted_query(query: str) -> str:
     is outside the event log, so a forget could not reach a phone number kept there."""
     from urllib.parse import parse_qsl, urlencode
 
+    keys = (part.partition("=")[0] for part in query.split("&"))
+    if not any("%" in key or key.lower() in PERSONAL_QUERY_PARAMETERS for key in keys):
+        return query  # no personal parameter, however spelled: kept as sent (most reads)
     pairs = parse_qsl(query, keep_blank_values=True)
     return urlencode(
         [(k, "[personal]" if k.lower() in PERSONAL_QUERY_PARAMETERS else v) for k, v in pairs]

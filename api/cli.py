@@ -34,7 +34,7 @@ from api.settings import Settings
 from api.what_if import add_parser as add_what_if_parser
 from api.what_if import cmd_what_if
 from api.workers_cli import add_worker_arguments, run_workers, workers_to_start
-from projections.engine import Progress, Projection
+from projections.engine import BATCH_SIZE_MAX, Progress, Projection
 from projections.relay import add_arguments as add_relay_arguments
 from projections.relay import cmd_relay
 from projections.store import Store
@@ -152,7 +152,7 @@ def cmd_project(args: argparse.Namespace, settings: Settings) -> int:
         if args.until_position is not None:
             command += ["--until-position", str(args.until_position)]
         return run_workers(command, workers)
-    store = settings.open_store(worker=args.group)
+    store = _catching_up(settings.open_store(worker=args.group))
     try:
         if not store.engine.projections:
             return 0  # more workers than groups of read models: nothing is this one's
@@ -173,6 +173,12 @@ def cmd_project(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
 
 
+def _catching_up(store: Store) -> Store:
+    """A store whose engine takes the large batches of catching up (not the API's)."""
+    store.engine.batch_size = BATCH_SIZE_MAX
+    return store
+
+
 # -- replay --------------------------------------------------------------------
 
 
@@ -180,7 +186,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Rebuild read models from zero into a side store and compare with the live ones."""
     from projections.store import default_projections
 
-    live = settings.open_store()
+    live = _catching_up(settings.open_store())
     everything = default_projections(live.ledger.position_of)
     chosen = [p for p in everything if args.projection in (None, p.name)]
     if not chosen:
@@ -194,7 +200,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         target = args.into or _default_side_target(live)
         if args.group is not None:  # one worker's share of a build the parent started
             return _build_share(settings, chosen, args.group, target, args.until_position)
-        side = settings.open_store(projections=chosen, views_target=target)
+        side = _catching_up(settings.open_store(projections=chosen, views_target=target))
         try:
             side.views.drop_everything()
             side.engine.ensure_schema()
@@ -240,7 +246,7 @@ def _build_share(
     target: str,
     until: int | None,
 ) -> int:
-    side = settings.open_store(projections=chosen, views_target=target, worker=group)
+    side = _catching_up(settings.open_store(projections=chosen, views_target=target, worker=group))
     try:
         if side.engine.projections:
             side.engine.catch_up(until=until)

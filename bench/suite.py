@@ -27,6 +27,7 @@ from bench.workloads import (
     scan_requests,
     sell_requests,
 )
+from projections.engine import BATCH_SIZE_MAX
 from projections.store import Store
 
 
@@ -277,6 +278,7 @@ def bulk_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) 
                 f"events, timed in {sizes.repeats} equal slices (in-process, like `siyu "
                 "project --once`)"
             )
+            store.engine.batch_size = BATCH_SIZE_MAX  # as `siyu project` catches up
             _project_slices(sizes, first, head, proj, store.engine.catch_up)
     finally:
         store.close()

@@ -26,9 +26,13 @@ from projections.views import Tx, ViewStore
 
 log = logging.getLogger("siyu.projections")
 
-# Events per batch (one transaction). Catching up, larger batches amortise each batch's
-# fixed statements (positions, every read model's prepare, commit): 4,000 against 1,000
-# took 12.5 s against 13.1 s over 200k bulk events (two workers, medians of 3).
+# Events per batch (one transaction). Following the log (the API's inline engine) takes
+# at most BATCH_SIZE; catching up (``siyu project``, ``siyu replay``) may take more, as
+# larger batches amortise each batch's fixed statements (positions, every read model's
+# prepare, the commit): 4,000 against 1,000 took 12.5 s against 13.1 s over 200k bulk
+# events (two workers, medians of 3). The API keeps 1,000: its memory stays lower
+# (4,000 raised the bench's peak RSS of two API processes from ~280 to 313 MB).
+BATCH_SIZE = 1000
 BATCH_SIZE_MAX = 4000
 POLL_INTERVAL_S = 0.02
 WAIT_S_MAX = 5.0
@@ -76,7 +80,7 @@ class Engine:
         views: ViewStore,
         projections: Iterable[Projection],
         *,
-        batch_size: int = BATCH_SIZE_MAX,
+        batch_size: int = BATCH_SIZE,
         others: Iterable[Projection] = (),
     ) -> None:
         """``others``: the read models other engines run on the same views (projection

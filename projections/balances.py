@@ -39,10 +39,6 @@ class Balance:
 # and had closed by T count as available. Only those shares are summed per posting; the
 # rest is one index lookup, however long the partner's history.
 
-_TOTALS_AT = (
-    "SELECT pending, available FROM ledger_totals WHERE partner = ? AND position <= ? "
-    "ORDER BY position DESC LIMIT 1"
-)
 # The windows known by P, closed by T and not settled by P (after settlement an order's
 # pending shares net to zero), read first, by their own indexes: settlement keeps that
 # set small, however long the history. Then, per such order, its pending postings of

@@ -323,11 +323,7 @@ def test_project_and_replay_over_two_worker_processes(database_url: str, workdir
     half = run_cli(["project", "--once", "--workers", "2", "--until-position", str(head // 2)],
                    env, workdir)  # fmt: skip
     assert half.returncode == 0, half.stdout + half.stderr
-    store = Store.open(database_url)
-    try:
-        assert set(store.engine.positions().values()) == {head // 2}, store.engine.positions()
-    finally:
-        store.close()
+    assert positions_of(database_url) == {head // 2}
     rest = run_cli(["project", "--once", "--workers", "2"], env, workdir)
     assert rest.returncode == 0, rest.stdout + rest.stderr
     if sqlite:  # one writer: one process, and it says so
@@ -335,11 +331,7 @@ def test_project_and_replay_over_two_worker_processes(database_url: str, workdir
         assert rest.stdout.count("projected") == 1
     else:
         assert "(worker 1/2)" in rest.stdout and "(worker 2/2)" in rest.stdout, rest.stdout
-    store = Store.open(database_url)
-    try:
-        assert set(store.engine.positions().values()) == {head}, store.engine.positions()
-    finally:
-        store.close()
+    assert positions_of(database_url) == {head}
 
     replayed = run_cli(["replay", "--workers", "2"], env, workdir)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
@@ -352,11 +344,27 @@ def test_project_and_replay_over_two_worker_processes(database_url: str, workdir
     assert re.search(r"^trace\s+equal\b", trace.stdout, re.M), trace.stdout
     assert re.search(r"^partners\s+equal\b", trace.stdout, re.M), trace.stdout
 
+    in_place = run_cli(["replay", "--in-place", "--workers", "2"], env, workdir)
+    assert in_place.returncode == 0, in_place.stdout + in_place.stderr
+    assert "rebuilt in place" in in_place.stdout
+    assert positions_of(database_url) == {head}
+    again = run_cli(["replay"], env, workdir)  # the rebuilt live views equal a side build
+    assert again.returncode == 0 and "DIFFERENT" not in again.stdout, again.stdout
+
     for bad in (["--workers", "0"], ["--workers", "9"], ["--until-position", "-1"],
                 ["--group", "3/2"]):  # fmt: skip
         refused = run_cli(["project", "--once", *bad], env, workdir)
         assert refused.returncode == 2, (bad, refused.stdout, refused.stderr)
         assert "Traceback" not in refused.stderr
+
+
+def positions_of(database_url: str) -> set[int]:
+    """The distinct positions of the store's read models (one when all are level)."""
+    store = Store.open(database_url)
+    try:
+        return set(store.engine.positions().values())
+    finally:
+        store.close()
 
 
 def test_a_failed_worker_fails_the_command(tmp_path: Path) -> None:

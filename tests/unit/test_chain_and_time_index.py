@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -66,6 +67,27 @@ def test_every_field_changes_the_link() -> None:
     assert link_hash(GENESIS, 1, aggregate, 1, "ab", "c", b"") != link_hash(
         GENESIS, 1, aggregate, 1, "a", "bc", b""
     )
+
+
+def test_links_are_the_documented_formula_and_never_change() -> None:
+    """Stored chains are verified against links computed now: the bytes hashed are the
+    module docstring's (and docs/decisions/audit.md's), pinned by two known links."""
+    aggregate = UUID("12345678-1234-5678-1234-567812345678")
+    topic, at, state = "siyu.Unit.Shipped", "2026-11-30T10:00:00+00:00", b'{"a":1}'
+
+    def field(data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + data
+
+    fed = (
+        GENESIS + (42).to_bytes(8, "big") + aggregate.bytes + (3).to_bytes(8, "big")
+        + field(topic.encode()) + field(at.encode()) + field(state)
+    )  # fmt: skip
+    link = link_hash(GENESIS, 42, aggregate, 3, topic, at, state)
+    assert link == hashlib.sha256(fed).digest()
+    assert link.hex() == "992fa86a2238ed8d012ea724c5f4535de0bfebb576cf8b0520b09657acd31db0"
+    # an id that is not a UUID is hashed as its text
+    other = link_hash(bytes(range(32)), 7, "not-a-uuid", 1, "siyu.X", "", b"")
+    assert other.hex() == "ec42545a727c175abfba1b4c5ea3655d5ffa290675677b760457428eb84e8e92"
 
 
 def test_the_chain_persists_every_link_and_signs_every_n() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from domain.money import CURRENCY
 from projections.engine import POSITIONS_TABLE
-from projections.ledger_postings import to_micros
+from projections.ledger_postings import POSITION_AT, to_micros
 from projections.partners import COLUMNS, row_to_partner, scope_clause
 from projections.views import Tx
 
@@ -44,27 +44,28 @@ class Balance:
 # set small, however long the history. Then, per such order, its pending postings of
 # the partner(s) (a correlated subquery: the plan starts from the windows, not from
 # every posting a busy partner ever had, whatever the statistics say).
-_DUE = (
+_DUE_WINDOWS = (
     "WITH due AS MATERIALIZED ("
     "SELECT order_id FROM ledger_windows "
     "WHERE settled_position IS NULL AND due_us <= ? AND position <= ? "
     "UNION ALL SELECT order_id FROM ledger_windows "
     "WHERE settled_position > ? AND due_us <= ? AND position <= ?) "
-    "SELECT COALESCE(SUM((SELECT SUM(p.amount) FROM ledger_postings p "
-    "WHERE p.order_id = due.order_id AND p.bucket = 'pending' AND p.position <= ? AND {})), 0) "
-    "FROM due"
 )
-
-
-# The same, with the partner's totals, in one statement: (CTE: due_us, P, P, due_us, P),
-# (totals: partner, P, partner, P), (due: P, partner).
-_BALANCE = _DUE.format("p.partner = ?").replace(
-    "SELECT COALESCE(SUM(",
-    "SELECT (SELECT pending FROM ledger_totals WHERE partner = ? AND position <= ? "
-    "ORDER BY position DESC LIMIT 1), "
-    "(SELECT available FROM ledger_totals WHERE partner = ? AND position <= ? "
-    "ORDER BY position DESC LIMIT 1), COALESCE(SUM(",
-    1,
+_DUE_SUM = (
+    "COALESCE(SUM((SELECT SUM(p.amount) FROM ledger_postings p "
+    "WHERE p.order_id = due.order_id AND p.bucket = 'pending' AND p.position <= ? AND {})), 0)"
+)
+_DUE = _DUE_WINDOWS + "SELECT " + _DUE_SUM + " FROM due"
+# The same with the partner's running totals at P, in one statement.
+_TOTAL = (
+    "(SELECT {0} FROM ledger_totals WHERE partner = ? AND position <= ? "
+    "ORDER BY position DESC LIMIT 1)"
+)
+_BALANCE = (
+    _DUE_WINDOWS
+    + f"SELECT {_TOTAL.format('pending')}, {_TOTAL.format('available')}, "
+    + _DUE_SUM.format("p.partner = ?")
+    + " FROM due"
 )
 
 
@@ -135,15 +136,10 @@ def balance_answer(
 
 def partner_and_positions(
     tx: Tx, code: str, as_of: datetime | None
-) -> tuple[dict[str, Any], int] | None:
-    """The partner and the position a balance reads up to (the ledger view's, or the one
-    committed by ``as_of`` if earlier), in one statement; None if no such partner."""
-    as_of_position = (
-        "(SELECT position FROM ledger_entries WHERE running_max_us <= ? "
-        "ORDER BY running_max_us DESC, position DESC LIMIT 1)"
-        if as_of is not None
-        else "NULL"
-    )
+) -> tuple[dict[str, Any] | None, int]:
+    """The partner (None if unknown) and the position a balance reads up to (the ledger
+    view's, or the one committed by ``as_of`` if earlier), in one statement."""
+    as_of_position = "NULL" if as_of is None else f"({POSITION_AT})"
     params: list[Any] = [] if as_of is None else [to_micros(as_of)]
     row = tx.fetchone(
         f"SELECT {', '.join(COLUMNS)}, "
@@ -152,7 +148,7 @@ def partner_and_positions(
         (LEDGER_VIEW, *params, code),
     )
     if row is None:
-        return None
+        return None, 0
     applied = int(row[-2] or 0)
     upto = applied if as_of is None else min(applied, int(row[-1] or 0))
     return row_to_partner(row[:-2]), upto

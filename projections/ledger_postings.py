@@ -243,6 +243,12 @@ def _window(tx: Tx, order_id: str, due_at: datetime, position: int) -> None:
     )
 
 
+POSITION_AT = (  # (also a subquery of the balance's first statement)
+    "SELECT position FROM ledger_entries WHERE running_max_us <= ? "
+    "ORDER BY running_max_us DESC, position DESC LIMIT 1"
+)
+
+
 def position_at(tx: Tx, at: datetime) -> int:
     """The last money position committed by ``at``: the highest position whose running
     maximum of event times is not after ``at`` (event times are taken before commit,
@@ -252,11 +258,7 @@ def position_at(tx: Tx, at: datetime) -> int:
     # maximum, position) order is that position: one step down the index. (MAX(position)
     # ... WHERE running_max_us <= ? walked the primary key back from the newest entry,
     # about 2 ms for a time half-way through a million events.)
-    row = tx.fetchone(
-        "SELECT position FROM ledger_entries WHERE running_max_us <= ? "
-        "ORDER BY running_max_us DESC, position DESC LIMIT 1",
-        (to_micros(at),),
-    )
+    row = tx.fetchone(POSITION_AT, (to_micros(at),))
     return 0 if row is None or row[0] is None else int(row[0])
 
 

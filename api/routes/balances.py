@@ -38,7 +38,11 @@ def _partner_in_scope(services: Services, principal: Principal, code: str) -> di
 
 
 def _partner_seen(tx: Tx, principal: Principal, code: str) -> dict[str, Any]:
-    partner = get_partner(tx, code)
+    return _seen(principal, code, get_partner(tx, code))
+
+
+def _seen(principal: Principal, code: str, partner: dict[str, Any] | None) -> dict[str, Any]:
+    """The partner if the principal may see it; outside its scope is as unknown (404)."""
     if partner is None or not principal.may_see(partner["path"]):
         raise NotFound(f"unknown partner {code}", code="unknown_partner")
     return partner
@@ -64,10 +68,8 @@ class BalanceController(Controller):
         # Two statements, no transaction: the partner and the position to read up to,
         # then the balance up to that position (rows after it are not counted).
         with store.views.query() as tx:
-            found = partner_and_positions(tx, partner, at)
-            if found is None or not principal.may_see(found[0]["path"]):
-                raise NotFound(f"unknown partner {partner}", code="unknown_partner")
-            seen, upto = found
+            found, upto = partner_and_positions(tx, partner, at)
+            seen = _seen(principal, partner, found)
             return balance_answer(tx, seen, at, store.ledger.clock(), upto, rollup)
 
 

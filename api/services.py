@@ -9,12 +9,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import anyio.to_thread
+
 from api.problems import ServiceUnavailable
 from api.settings import Settings
 from domain.errors import InvalidInput, NotAuthenticated
 from domain.handlers.scans import ScanRules
 from domain.handlers.tokens import Authenticator
 from domain.principal import Principal, hq_admin
+from projections.readings import AsyncReads
 from projections.store import Store
 
 LIMIT_DEFAULT = 100
@@ -30,6 +33,8 @@ class Services:
 
     def __post_init__(self) -> None:
         self.authenticate = Authenticator(self.store.ledger)
+        # the hot reads' driver on the event loop (opened and closed with the app)
+        self.reads = AsyncReads(self.store.views)
 
     def principal_without_io(self, authorization: str | None) -> Principal | None:
         """The bootstrap token's principal (nothing to read); None for any other."""
@@ -57,6 +62,12 @@ class Services:
             raise ServiceUnavailable(
                 f"view {name} has not applied position {min_position} yet; retry"
             )
+
+    async def await_view_async(self, name: str, min_position: int | None) -> None:
+        """``await_view`` for a route on the event loop: a worker thread only when there
+        is a position to wait for."""
+        if min_position is not None and min_position > 0:
+            await anyio.to_thread.run_sync(self.await_view, name, min_position)
 
 
 def _bearer(authorization: str | None) -> str:

@@ -19,7 +19,7 @@ from domain.money import CURRENCY
 from projections.engine import POSITIONS_TABLE
 from projections.ledger_postings import POSITION_AT, to_micros
 from projections.partners import COLUMNS, row_to_partner, scope_clause
-from projections.views import Tx
+from projections.readings import Reading, one
 
 LEDGER_VIEW = "ledger"  # the read model balances come from (its position bounds them)
 
@@ -74,24 +74,24 @@ def _due_params(horizon: datetime, upto: int) -> tuple[int, ...]:
     return (due_us, upto, upto, due_us, upto, upto)
 
 
-def partner_balance(tx: Tx, partner: str, upto: int, horizon: datetime) -> Balance:
+def partner_balance(partner: str, upto: int, horizon: datetime) -> Reading[Balance]:
     """One statement: the partner's running totals at ``upto`` and its shares due by then."""
     due_us = to_micros(horizon)
-    row = tx.fetchone(
+    row = yield from one(
         _BALANCE,
-        [
+        (
             *(due_us, upto, upto, due_us, upto),  # the windows due
             *(partner, upto, partner, upto),  # the running totals
             *(upto, partner),  # the partner's pending shares of those windows
-        ],
+        ),
     )
     pending, available, closed = (0, 0, 0) if row is None else (int(v or 0) for v in row)
     return Balance(pending - closed, available + closed)
 
 
-def subtree_balance(tx: Tx, path: str, upto: int, horizon: datetime) -> Balance:
+def subtree_balance(path: str, upto: int, horizon: datetime) -> Reading[Balance]:
     clause, params = scope_clause(path)
-    row = tx.fetchone(
+    row = yield from one(
         "SELECT COUNT(*), COALESCE(SUM(pending), 0), COALESCE(SUM(available), 0) FROM ("
         "SELECT (SELECT t.pending FROM ledger_totals t WHERE t.partner = partners.code "
         "AND t.position <= ? ORDER BY t.position DESC LIMIT 1) AS pending, "
@@ -101,7 +101,7 @@ def subtree_balance(tx: Tx, path: str, upto: int, horizon: datetime) -> Balance:
         (upto, upto, *params),
     )
     counted, pending, available = (0, 0, 0) if row is None else (int(v) for v in row)
-    due = tx.fetchone(
+    due = yield from one(
         _DUE.format(f"p.partner IN (SELECT code FROM partners WHERE {clause})"),
         (*_due_params(horizon, upto), *params),
     )
@@ -110,17 +110,16 @@ def subtree_balance(tx: Tx, path: str, upto: int, horizon: datetime) -> Balance:
 
 
 def balance_answer(
-    tx: Tx,
     partner: dict[str, Any],
     as_of: datetime | None,
     now: datetime,
     upto: int,
     rollup: bool,
-) -> dict[str, Any]:
+) -> Reading[dict[str, Any]]:
     """The answer of ``GET /v1/balances/{partner}`` up to position ``upto`` (see
     ``partner_and_positions``)."""
     horizon = now if as_of is None else as_of
-    own = partner_balance(tx, partner["code"], upto, horizon)
+    own = yield from partner_balance(partner["code"], upto, horizon)
     answer: dict[str, Any] = {
         "partner": partner["code"],
         "currency": CURRENCY,
@@ -129,19 +128,19 @@ def balance_answer(
         "as_of": horizon.isoformat(),
     }
     if rollup:
-        total = subtree_balance(tx, partner["path"], upto, horizon)
+        total = yield from subtree_balance(partner["path"], upto, horizon)
         answer["rollup"] = {**total.answer(), "partners": total.partners}
     return answer
 
 
 def partner_and_positions(
-    tx: Tx, code: str, as_of: datetime | None
-) -> tuple[dict[str, Any] | None, int]:
+    code: str, as_of: datetime | None
+) -> Reading[tuple[dict[str, Any] | None, int]]:
     """The partner (None if unknown) and the position a balance reads up to (the ledger
     view's, or the one committed by ``as_of`` if earlier), in one statement."""
     as_of_position = "NULL" if as_of is None else f"({POSITION_AT})"
     params: list[Any] = [] if as_of is None else [to_micros(as_of)]
-    row = tx.fetchone(
+    row = yield from one(
         f"SELECT {', '.join(COLUMNS)}, "
         f"(SELECT position FROM {POSITIONS_TABLE} WHERE name = ?), {as_of_position} "
         "FROM partners WHERE code = ?",

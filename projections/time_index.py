@@ -29,6 +29,7 @@ from typing import Any
 from eventsourcing.persistence import ApplicationRecorder
 
 from projections.chain import stored_time
+from projections.readings import Reading, one, run_reading
 from projections.views import Tx
 
 PAGE_SIZE_MAX = 1000
@@ -96,8 +97,12 @@ class TimeIndex:
 
 
 def position_at(tx: Tx, at: datetime) -> int:
+    return run_reading(tx, read_position_at(at))
+
+
+def read_position_at(at: datetime) -> Reading[int]:
     """The last position committed by ``at`` (0: nothing yet), from the time index view."""
-    row = tx.fetchone(
+    row = yield from one(
         "SELECT position FROM time_index WHERE running_max_us <= ? "
         "ORDER BY running_max_us DESC, position DESC LIMIT 1",
         (to_micros(at),),

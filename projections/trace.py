@@ -23,6 +23,7 @@ import msgspec
 
 from domain.units import Case, Unit, UnitState
 from projections.partners import partner_path, scope_clause
+from projections.readings import Reading, every, run_reading
 from projections.views import Tx, rows_in
 
 _json = msgspec.json.Encoder()
@@ -397,6 +398,10 @@ def _add_holders(tx: Tx, codes: Iterable[str], partner: str, position: int) -> N
 
 
 def get_trace(tx: Tx, code: str, scope_path: str | None) -> dict[str, Any] | None:
+    return run_reading(tx, read_trace(code, scope_path))
+
+
+def read_trace(code: str, scope_path: str | None) -> Reading[dict[str, Any] | None]:
     """The trace of ``code`` (API.md's shape), or None if unknown or outside the scope.
     One statement (the state, whether the scope may see it, each step of its history):
     a snapshot, and one round trip."""
@@ -405,7 +410,7 @@ def get_trace(tx: Tx, code: str, scope_path: str | None) -> dict[str, Any] | Non
     if scope_path is not None and "/" in scope_path:
         clause, params = scope_clause(scope_path)
         seen = f"EXISTS (SELECT 1 FROM trace_holders h WHERE h.code = c.code AND {clause})"
-    rows = tx.fetchall(
+    rows = yield from every(
         f"SELECT {', '.join('c.' + column for column in STATE_COLUMNS)}, {seen}, "
         "s.at, s.position, s.action, s.partner, s.detail "
         "FROM trace_codes c LEFT JOIN trace_steps s ON s.code = c.code "

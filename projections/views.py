@@ -452,7 +452,8 @@ class PostgresTx(_QueuedTx):
         self._cur = psycopg.RawCursor(conn)  # the writes' cursor: cheaper than one per statement
 
     @classmethod
-    def _sql(cls, sql: str) -> str:
+    def numbered(cls, sql: str) -> str:
+        """The statement with PostgreSQL's placeholders (cached: the same texts recur)."""
         converted = cls._cache.get(sql)
         if converted is None:
             converted = cls._cache[sql] = _numbered(sql)
@@ -461,23 +462,23 @@ class PostgresTx(_QueuedTx):
     def _send(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         shape = _shape(sql)
         if len(rows) == 1:
-            self._cur.execute(self._sql(sql), rows[0])
+            self._cur.execute(self.numbered(sql), rows[0])
         elif shape.insert is not None:
             for chunk in shape.insert.chunks(rows):
                 statement = (
-                    self._sql(sql) if len(chunk) == 1 else shape.insert.statement(len(chunk))
+                    self.numbered(sql) if len(chunk) == 1 else shape.insert.statement(len(chunk))
                 )
                 self._cur.execute(statement, [v for row in chunk for v in row])
         elif shape.update is not None:
             types = self._types(shape.update.table)
             for chunk in shape.update.chunks(rows):
                 if len(chunk) < SET_UPDATE_ROWS_MIN:  # the plain statement, prepared, is cheaper
-                    self._cur.executemany(self._sql(sql), chunk)
+                    self._cur.executemany(self.numbered(sql), chunk)
                     continue
                 statement = shape.update.statement(len(chunk), types)
                 self._cur.execute(statement, [v for row in chunk for v in row])
         else:
-            self._cur.executemany(self._sql(sql), rows)
+            self._cur.executemany(self.numbered(sql), rows)
 
     def _types(self, table: str) -> dict[str, str]:
         """The table's column types (as ``format_type`` spells them)."""
@@ -505,12 +506,12 @@ class PostgresTx(_QueuedTx):
     # results of queued statements (a shared one answered a SELECT with an INSERT's status).
     def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         self._before_read(sql)
-        row = psycopg.RawCursor(self._conn).execute(self._sql(sql), params).fetchone()
+        row = psycopg.RawCursor(self._conn).execute(self.numbered(sql), params).fetchone()
         return None if row is None else tuple(row)
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         self._before_read(sql)
-        return [tuple(r) for r in psycopg.RawCursor(self._conn).execute(self._sql(sql), params)]
+        return [tuple(r) for r in psycopg.RawCursor(self._conn).execute(self.numbered(sql), params)]
 
 
 def _numbered(sql: str, start: int = 1) -> str:

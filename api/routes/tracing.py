@@ -17,9 +17,10 @@ from projections.alerts import list_alerts
 from projections.epcis import EpcisStep, EpcisUnit, epcis_document
 from projections.inventory import get_inventory
 from projections.partners import get_partner
+from projections.readings import Reading, run_reading
 from projections.sell_through import sell_through
-from projections.time_index import position_at
-from projections.trace import get_trace, trace_at
+from projections.time_index import read_position_at
+from projections.trace import get_trace, read_trace, trace_at
 
 CodePath = Annotated[str, PathParameter(max_length=300)]
 PartnerPath = Annotated[str, PathParameter(max_length=40)]
@@ -45,18 +46,29 @@ def _outer_code(services: Services, principal: Principal, text: str) -> str:
 def _trace(services: Services, principal: Principal, text: str) -> dict[str, Any]:
     code = _outer_code(services, principal, text)
     with services.store.views.query() as tx:
-        trace = get_trace(tx, code, _scope(principal))
+        return run_reading(tx, _trace_as_of(code, _scope(principal), None))
+
+
+def _trace_as_of(code: str, scope: str | None, at: datetime | None) -> Reading[dict[str, Any]]:
+    """The trace (404 if unknown or outside the scope), as of ``at`` if given."""
+    trace = yield from read_trace(code, scope)
     if trace is None:
         raise NotFound(f"no trace of {code} in your scope", code="unknown_code")
-    return trace
+    if at is None:
+        return trace
+    position = yield from read_position_at(at)
+    past = trace_at(trace, position)
+    if past is None:
+        raise NotFound(f"{trace['code']} had no history by {at.isoformat()}", code="not_yet")
+    return {**past, "as_of": at.isoformat(), "as_of_position": position}
 
 
 class TraceController(Controller):
     path = "/v1/codes"
     tags = ["trace"]
 
-    @get("/{code:str}/trace", sync_to_thread=True, summary="The history of one unit or case")
-    def trace(
+    @get("/{code:str}/trace", summary="The history of one unit or case")
+    async def trace(
         self,
         code: CodePath,
         principal: PrincipalDep,
@@ -64,17 +76,11 @@ class TraceController(Controller):
         min_position: MinPosition,
         as_of: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
     ) -> dict[str, Any]:
+        # On the event loop: a trace is the hottest read after balances (services.reads).
         at = None if as_of is None else parse_time(as_of, "as_of")
-        services.await_view("trace", min_position)
-        trace = _trace(services, principal, code)
-        if at is None:
-            return trace
-        with services.store.views.query() as tx:
-            position = position_at(tx, at)
-        past = trace_at(trace, position)
-        if past is None:
-            raise NotFound(f"{trace['code']} had no history by {at.isoformat()}", code="not_yet")
-        return {**past, "as_of": at.isoformat(), "as_of_position": position}
+        await services.await_view_async("trace", min_position)
+        outer = _outer_code(services, principal, code)
+        return await services.reads.run(_trace_as_of(outer, _scope(principal), at))
 
     @get("/{code:str}/epcis", sync_to_thread=True, summary="EPCIS 2.0 document of a unit")
     def epcis(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import anyio
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -30,11 +29,7 @@ def provide_services(state: State) -> Services:
 async def provide_principal(
     request: Request[Any, Any, Any], services: NamedDependency[Services]
 ) -> Principal:
-    authorization = request.headers.get("authorization")
-    known = services.principal_without_io(authorization)
-    if known is not None:
-        return known
-    return await anyio.to_thread.run_sync(services.principal_for, authorization)
+    return await services.principal_async(request.headers.get("authorization"))
 
 
 DEPENDENCIES = {

@@ -18,7 +18,7 @@ from domain.handlers.scans import ScanRules
 from domain.handlers.tokens import Authenticator
 from domain.principal import Principal, hq_admin
 from projections.readings import AsyncReads
-from projections.store import Store
+from projections.store import Store, read_versions
 
 LIMIT_DEFAULT = 100
 LIMIT_MAX = 1000
@@ -36,19 +36,25 @@ class Services:
         # the hot reads' driver on the event loop (opened and closed with the app)
         self.reads = AsyncReads(self.store.views)
 
-    def principal_without_io(self, authorization: str | None) -> Principal | None:
-        """The bootstrap token's principal (nothing to read); None for any other."""
-        try:
-            token = _bearer(authorization)
-        except NotAuthenticated:
-            return None
-        return hq_admin() if self._is_bootstrap(token) else None
-
     def principal_for(self, authorization: str | None) -> Principal:
         token = _bearer(authorization)
         if self._is_bootstrap(token):
             return hq_admin()
         return self.authenticate(token)
+
+    async def principal_async(self, authorization: str | None) -> Principal:
+        """``principal_for`` from the event loop: a known token's principal is checked
+        against the current versions of the token and its partner by a reading on the
+        loop (PostgreSQL), so an authenticated request needs no worker thread for it."""
+        token = _bearer(authorization)
+        if self._is_bootstrap(token):
+            return hq_admin()
+        cached = self.authenticate.cached(token)
+        if cached is not None and self.reads.on_loop:
+            versions = await self.reads.run(read_versions(self.store.ledger, cached.ids))
+            if cached.current(versions):
+                return cached.principal
+        return await anyio.to_thread.run_sync(self.authenticate, token)
 
     def _is_bootstrap(self, token: str) -> bool:
         bootstrap = self.settings.bootstrap_token

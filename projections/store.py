@@ -22,6 +22,7 @@ from domain.ledger import Ledger
 from projections.database import Database, parse_database_url, reading
 from projections.engine import Engine, Projection
 from projections.keyring import MemberKeyring
+from projections.readings import Reading, every
 from projections.views import ViewStore
 from projections.workers import worker_share
 
@@ -253,15 +254,25 @@ def _versions_lookup(ledger: Ledger, database: Database) -> Any:
 
     def pg_versions(ids: Sequence[UUID]) -> dict[UUID, int]:
         with reading(datastore) as cur:
-            cur.execute(
-                f"SELECT originator_id, MAX(originator_version) AS version FROM {table} "
-                "WHERE originator_id = ANY(%s) GROUP BY originator_id",
-                (list(ids),),
-                prepare=True,
-            )
+            cur.execute(_VERSIONS.format(table).replace("?", "%s"), (list(ids),), prepare=True)
             return {_uuid(r["originator_id"]): int(r["version"]) for r in cur.fetchall()}
 
     return pg_versions
+
+
+_VERSIONS = (
+    "SELECT originator_id, MAX(originator_version) AS version FROM {} "
+    "WHERE originator_id = ANY(?) GROUP BY originator_id"
+)
+
+
+def read_versions(ledger: Ledger, ids: Sequence[UUID]) -> Reading[dict[UUID, int]]:
+    """``ledger.versions_of`` as a reading, for ``AsyncReads`` on PostgreSQL, whose
+    connections are to the same database (the events table named with its schema)."""
+    recorder: Any = ledger.recorder
+    table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
+    rows = yield from every(_VERSIONS.format(table), (list(ids),))
+    return {_uuid(r[0]): int(r[1]) for r in rows}
 
 
 @dataclass

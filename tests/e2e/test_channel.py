@@ -184,6 +184,7 @@ def test_pagination_with_cursor(api: Api) -> None:
 def test_suspended_partner_can_do_nothing(api: Api) -> None:
     api.post("/v1/partners", dealer("D1"))
     dealer_token = api.token("D1", "dealer")
+    assert api.get("/v1/partners/D1", token=dealer_token).status_code == 200  # (now cached)
     suspended = api.post("/v1/partners/D1/suspension", {"change_id": "c1", "reason": "audit"})
     assert suspended.status_code == 200, suspended.text
     assert suspended.json()["status"] == "suspended"

@@ -11,13 +11,16 @@ import asyncio
 import threading
 from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
+import anyio.to_thread
 import pytest
 
 from api.services import Services
+from domain.identity import partner_id
 from projections.balances import balance_answer, partner_and_positions
 from projections.readings import ASYNC_POOL_SIZE_MAX, AsyncReads, Reading, one, run_reading
-from projections.store import Store
+from projections.store import Store, read_versions
 from projections.time_index import read_position_at
 from tests.conftest import BOOTSTRAP
 from tests.e2e.client import dealer, running_api
@@ -116,3 +119,44 @@ def test_the_app_opens_its_loop_reads_and_closes_them(database_url: str) -> None
         assert answer.status_code == 200, answer.text
         assert api.get("/v1/balances/NOPE", fresh=False).status_code == 404
     assert not seen[0].reads.on_loop, "shut down with the app"
+
+
+def test_versions_read_on_the_loop_are_the_ledgers(database_url: str) -> None:
+    store = Store.open(_channel(database_url))
+    try:
+        ids = [partner_id("D-R"), partner_id("HQ"), uuid4()]
+        expected = store.ledger.versions_of(ids)
+        assert expected.keys() == {partner_id("D-R"), partner_id("HQ")}
+        if database_url.startswith("postgresql"):
+            on_loop, _thread, _opened = asyncio.run(
+                _on_the_loop(store, read_versions(store.ledger, ids))
+            )
+            assert on_loop == expected
+    finally:
+        store.close()
+
+
+def test_a_known_tokens_balance_read_takes_no_worker_thread_on_postgresql(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops: list[object] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(function: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(function)
+        return await run_sync(function, *args, **kwargs)
+
+    with running_api(database_url) as api:
+        assert api.post("/v1/partners", dealer("D-T")).status_code == 201
+        token = api.token("D-T", "dealer")
+        assert api.get("/v1/balances/D-T", token=token).status_code == 200  # token cached
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+        for _ in range(3):
+            answer = api.get("/v1/balances/D-T", token=token, fresh=False)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["partner"] == "D-T"
+        assert api.get("/v1/balances/HQ", token=token, fresh=False).status_code == 404
+    if database_url.startswith("postgresql"):
+        assert hops == [], "token check and balance on the event loop"
+    else:
+        assert hops, "SQLite: both in worker threads"

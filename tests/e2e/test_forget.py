@@ -16,6 +16,7 @@ import pytest
 
 from domain.members import Member
 from domain.units import Unit
+from projections import verify
 from projections.access_log import ACCESS_LOG_TABLE
 from projections.event_feed import PERSONAL
 from projections.keyring import BLIND_INDEX_TABLE, KEYS_TABLE, normalise_for_index
@@ -257,6 +258,55 @@ def _blind_index_subjects(store: Store) -> bytes:
         cur.execute(f"SELECT subject FROM {BLIND_INDEX_TABLE}")
         rows = cur.fetchall()
     return "\n".join(str(r[0] if store.database.is_sqlite else r["subject"]) for r in rows).encode()
+
+
+def test_a_forget_during_a_verification_is_not_reported_as_tampering(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verification reads the live views, then rebuilds them from zero: a forget in
+    between (the rebuild no longer reads the phone, the live views still show it) gives
+    a difference that a second comparison no longer finds."""
+    with running_api(database_url) as api:
+        store = api.store
+        assert store is not None
+        data = with_personal_data(api)
+        store.engine.catch_up()
+        answers: list[int] = []
+        read_build = verify.read_build
+
+        def forget_after_the_live_read(views: Any, projections: Any) -> Any:
+            build = read_build(views, projections)
+            if views is store.views and not answers:
+                answer = forget(api, data, ALICE, "f-mid", data.channel.tokens["hq"])
+                answers.append(answer.status_code)
+                store.engine.catch_up()  # the live views scrubbed before the second look
+            return build
+
+        monkeypatch.setattr(verify, "read_build", forget_after_the_live_read)
+        report = verify.Verifier(store, None).run()
+        assert answers == [200]
+        assert "differences found: the read models compared once more" in report.notes
+        assert report.ok, report.as_dict()
+
+
+def test_a_stored_verification_report_names_the_table_not_the_rows(database_url: str) -> None:
+    with running_api(database_url) as api:
+        store = api.store
+        assert store is not None
+        data = with_personal_data(api)
+        store.engine.catch_up()
+        with store.views.write() as tx:  # tampering with a read model, outside the engine
+            tx.execute(
+                "UPDATE members SET region_code = ? WHERE member_id = ?",
+                ("TAMPERED", data.members[BOB]),
+            )
+        report = verify.Verifier(store, None).run()
+        assert not report.ok
+        details = [f.detail for f in report.findings if f.check == "view"]
+        assert details and details[0].startswith("members: DIFFERENT (1 rows only in live")
+        stored = str(report.as_dict())
+        for secret in ("TAMPERED", "139****4321", BOB_PHONE):
+            assert secret not in stored
 
 
 def test_siyu_forget_on_the_command_line(database_url: str, tmp_path: Path) -> None:

@@ -384,6 +384,8 @@ COMMANDS["what-if"] = cmd_what_if
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        fewer_malloc_arenas()  # before any thread starts
     settings = Settings.from_env()
     _configure_logging(settings)
     if args.command in BATCH_COMMANDS:
@@ -393,6 +395,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 BATCH_COMMANDS = frozenset({"project", "replay"})
 GC_YOUNG_THRESHOLD = 20_000  # (Python's default: 700)
+
+
+MALLOC_ARENAS_MAX = 2
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def fewer_malloc_arenas() -> bool:
+    """At most two malloc arenas in the server (glibc gives each thread that allocates
+    while the others hold theirs an arena of its own, up to eight per core, and freed
+    memory stays with its arena): measured on the bench's scans with two processes,
+    peak RSS 276-285 -> 260-263 MB, throughput unchanged. Set for this process
+    (``mallopt``; False where there is none) and, by the environment, for the worker
+    processes ``--workers N`` starts. An operator's own MALLOC_ARENA_MAX wins."""
+    import ctypes
+
+    arenas = os.environ.setdefault("MALLOC_ARENA_MAX", str(MALLOC_ARENAS_MAX))
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+        return bool(mallopt(M_ARENA_MAX, int(arenas)))
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _collect_less_often() -> None:

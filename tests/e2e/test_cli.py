@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from api.cli import fewer_malloc_arenas
 from bench.metrics import family
 from domain.handlers.tokens import authenticate
 from projections.store import Store, default_projections
@@ -454,6 +455,9 @@ def test_serve_with_two_worker_processes_answers_concurrent_writes_once_each(
             time.sleep(0.1)
         workers = _children(server.proc.pid)
         assert len(workers) >= 2, f"worker processes: {workers}\n{server.logs()}"
+        for pid in workers:  # (api.cli.fewer_malloc_arenas)
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert b"MALLOC_ARENA_MAX=2" in environ, "at most two malloc arenas per worker"
 
         def register(i: int) -> httpx.Response:
             body = {"code": f"D{i:02d}", "kind": "dealer", "parent": "HQ", "name": f"dealer {i}",
@@ -507,3 +511,14 @@ def test_serve_prints_only_demo_tokens_that_work_on_its_store(tmp_path: Path) ->
             f"serve on {other_url} printed {len(refused)} token(s) that do not work on it "
             f"(the demo tokens of {demo_url}):\n{server.stdout}"
         )
+
+
+def test_the_server_keeps_two_malloc_arenas_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert fewer_malloc_arenas(), "glibc's mallopt accepted the limit"
+    assert os.environ["MALLOC_ARENA_MAX"] == "2"
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert fewer_malloc_arenas()
+    assert os.environ["MALLOC_ARENA_MAX"] == "4", "the operator's setting stands"

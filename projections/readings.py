@@ -87,7 +87,9 @@ def run_reading(tx: Tx, reading: Reading[T]) -> T:
 class AsyncReads:
     """Readings of one ``ViewStore`` from the event loop. ``open`` on the loop that will
     run them (an app's start-up), ``close`` on the way out. Not opened (or SQLite): each
-    reading runs in a worker thread, as a sync route would."""
+    reading runs in a worker thread, as a sync route would. On PostgreSQL the views'
+    schema is the search path; a reading may name another table of the same database
+    with its schema (``projections.store.read_versions``: the events table)."""
 
     def __init__(self, views: ViewStore) -> None:
         self._views = views

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio.to_thread
 import psycopg
@@ -69,19 +69,28 @@ def every(sql: str, params: Sequence[Any] = ()) -> Reading[list[Row]]:
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class _Done(Generic[T]):
+    answer: T
+
+
+def _step(reading: Reading[T], rows: Rows) -> Fetch | _Done[T]:
+    """Send a reading the rows it asked for: its next statement, or its answer."""
+    try:
+        return reading.send(rows)
+    except StopIteration as done:
+        return _Done(done.value)
+
+
 def run_reading(tx: Tx, reading: Reading[T]) -> T:
     """Run a reading on a transaction (or ``ViewStore.query()``) of this thread."""
-    rows: Rows = None
-    while True:
-        try:
-            fetch = reading.send(rows)
-        except StopIteration as done:
-            answer: T = done.value
-            return answer
-        if fetch.every:
-            rows = tx.fetchall(fetch.sql, fetch.params)
+    step = _step(reading, None)
+    while isinstance(step, Fetch):
+        if step.every:
+            step = _step(reading, tx.fetchall(step.sql, step.params))
         else:
-            rows = tx.fetchone(fetch.sql, fetch.params)
+            step = _step(reading, tx.fetchone(step.sql, step.params))
+    return step.answer
 
 
 class AsyncReads:
@@ -135,20 +144,16 @@ class AsyncReads:
         if self._pool is None:
             return await anyio.to_thread.run_sync(self._run_in_thread, reading)
         async with self._pool.connection() as conn:
-            rows: Rows = None
-            while True:
-                try:
-                    fetch = reading.send(rows)
-                except StopIteration as done:
-                    answer: T = done.value
-                    return answer
+            step = _step(reading, None)
+            while isinstance(step, Fetch):
                 cursor = psycopg.AsyncRawCursor(conn)
-                await cursor.execute(PostgresTx.numbered(fetch.sql), fetch.params)
-                if fetch.every:
-                    rows = [tuple(row) for row in await cursor.fetchall()]
+                await cursor.execute(PostgresTx.numbered(step.sql), step.params)
+                if step.every:
+                    step = _step(reading, [tuple(row) for row in await cursor.fetchall()])
                 else:
                     row = await cursor.fetchone()
-                    rows = None if row is None else tuple(row)
+                    step = _step(reading, None if row is None else tuple(row))
+            return step.answer
 
     def _run_in_thread(self, reading: Reading[T]) -> T:
         with self._views.query() as tx:

@@ -49,12 +49,14 @@ class Services:
         token = _bearer(authorization)
         if self._is_bootstrap(token):
             return hq_admin()
+        if not self.reads.on_loop:  # (SQLite: the check and any load in one thread)
+            return await anyio.to_thread.run_sync(self.authenticate, token)
         cached = self.authenticate.cached(token)
-        if cached is not None and self.reads.on_loop:
+        if cached is not None:
             versions = await self.reads.run(read_versions(self.store.ledger, cached.ids))
             if cached.current(versions):
                 return cached.principal
-        return await anyio.to_thread.run_sync(self.authenticate, token)
+        return await anyio.to_thread.run_sync(self.authenticate.load, token)
 
     def _is_bootstrap(self, token: str) -> bool:
         bootstrap = self.settings.bootstrap_token

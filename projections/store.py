@@ -7,6 +7,7 @@ the event database: with the store, never in an event, never in a log line.
 
 from __future__ import annotations
 
+import functools
 import secrets as random_secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -252,9 +253,11 @@ def _versions_lookup(ledger: Ledger, database: Database) -> Any:
 
         return sqlite_versions
 
+    versions = _VERSIONS.format(table).replace("?", "%s")
+
     def pg_versions(ids: Sequence[UUID]) -> dict[UUID, int]:
         with reading(datastore) as cur:
-            cur.execute(_VERSIONS.format(table).replace("?", "%s"), (list(ids),), prepare=True)
+            cur.execute(versions, (list(ids),), prepare=True)
             return {_uuid(r["originator_id"]): int(r["version"]) for r in cur.fetchall()}
 
     return pg_versions
@@ -266,12 +269,17 @@ _VERSIONS = (
 )
 
 
+@functools.cache
+def _versions_named(schema: str, table: str) -> str:
+    return _VERSIONS.format(f'"{schema}"."{table}"')
+
+
 def read_versions(ledger: Ledger, ids: Sequence[UUID]) -> Reading[dict[UUID, int]]:
     """``ledger.versions_of`` as a reading, for ``AsyncReads`` on PostgreSQL, whose
     connections are to the same database (the events table named with its schema)."""
     recorder: Any = ledger.recorder
-    table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
-    rows = yield from every(_VERSIONS.format(table), (list(ids),))
+    statement = _versions_named(recorder.datastore.schema, recorder.events_table_name)
+    rows = yield from every(statement, (list(ids),))
     return {_uuid(r[0]): int(r[1]) for r in rows}
 
 

@@ -126,6 +126,14 @@ class Authenticator:
         cached = self._cached_by_id(tid)
         if cached is not None and cached.current(self._ledger.versions_of(cached.ids)):
             return cached.principal
+        return self._load(tid)
+
+    def load(self, token_text: str) -> Principal:
+        """Load the token and its partner (and cache them): for a token not cached, or
+        whose cached principal was found out of date."""
+        return self._load(token_id(hash_token(token_text)))
+
+    def _load(self, tid: UUID) -> Principal:
         principal, token_version, partner_version = _authenticated(self._ledger, tid)
         loaded = Authenticated(
             principal, tid, partner_id(principal.partner), token_version, partner_version

@@ -6,7 +6,18 @@ import hashlib
 import hmac
 from uuid import UUID, uuid5
 
+import msgspec
+
 _ROOT = UUID("6f1d3c52-5b1e-4f57-9a63-2a4f0b3c9d10")
+
+
+_encode = msgspec.json.encode
+
+
+def id_text(aggregate_id: UUID) -> str:
+    """``str(aggregate_id)``, three times as fast (``UUID.__str__`` is Python; the read
+    models turn every event's id into text, several times over)."""
+    return _encode(aggregate_id)[1:-1].decode()
 
 
 def namespace(type_name: str) -> UUID:

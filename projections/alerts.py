@@ -15,6 +15,7 @@ from uuid import UUID
 import msgspec
 
 from domain.alerts import Alert
+from domain.identity import id_text
 from projections.views import Tx
 
 PositionOf = Callable[[UUID, int], int | None]
@@ -57,7 +58,7 @@ class AlertsView:
             "evidence, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO NOTHING",
             (
-                str(event.originator_id),
+                id_text(event.originator_id),
                 position,
                 event.kind,
                 event.code,

@@ -75,8 +75,8 @@ def _id_bytes(aggregate_id: UUID | str) -> bytes:
         return aggregate_id.encode()
 
 
-def _field(data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + data
+_U32 = struct.Struct(">I").pack
+_U64 = struct.Struct(">Q").pack
 
 
 def link_hash(
@@ -90,14 +90,23 @@ def link_hash(
 ) -> bytes:
     """One link of the chain (see the module docstring)."""
     assert len(prev) == 32
-    digest = hashlib.sha256(prev)
-    digest.update(struct.pack(">Q", position))
-    digest.update(_id_bytes(aggregate_id))
-    digest.update(struct.pack(">Q", version))
-    digest.update(_field(topic.encode()))
-    digest.update(_field(event_time.encode()))
-    digest.update(_field(state))
-    return digest.digest()
+    topic_b, time_b = topic.encode(), event_time.encode()
+    return hashlib.sha256(
+        b"".join(
+            (
+                prev,
+                _U64(position),
+                _id_bytes(aggregate_id),
+                _U64(version),
+                _U32(len(topic_b)),
+                topic_b,
+                _U32(len(time_b)),
+                time_b,
+                _U32(len(state)),
+                state,
+            )
+        )
+    ).digest()
 
 
 class StoredLike(Protocol):

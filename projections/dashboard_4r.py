@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from domain.clock import SHANGHAI
+from domain.identity import id_text
 from domain.loyalty import OrderRewarded, Rebound, TierChanged
 from domain.members import Member
 from domain.orders import Order
@@ -101,7 +102,7 @@ class Dashboard4RView:
     )
 
     def apply(self, tx: Tx, event: Any, position: int) -> None:
-        oid = str(event.originator_id)
+        oid = id_text(event.originator_id)
         if isinstance(event, Unit.Sold):
             tx.execute(
                 "INSERT INTO r4_units (unit_id, store, path, sold_day, recognized) "
@@ -132,13 +133,13 @@ class Dashboard4RView:
             if isinstance(e, Unit.Scanned) and e.member_id is not None
         }
         placed = {
-            str(e.originator_id): e.member_id for e, _ in events if isinstance(e, Order.Placed)
+            id_text(e.originator_id): e.member_id for e, _ in events if isinstance(e, Order.Placed)
         }
         settled = [
             oid
             for e, _ in events
             if isinstance(e, (Order.Paid, Order.Refunded))
-            and (oid := str(e.originator_id)) not in placed
+            and (oid := id_text(e.originator_id)) not in placed
         ]
         orders = _orders(tx, settled)
         members.update(placed.values())

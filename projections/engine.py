@@ -95,7 +95,9 @@ class Engine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
-        self._readers: dict[str, set[str]] = {}  # topic -> the projections that read it
+        # topic -> the read models that read it, in the engine's order
+        self._readers: dict[str, tuple[Projection, ...]] = {}
+        self._reads_stored = {p.name for p in self.projections if getattr(p, "reads_stored", False)}
         self._fetcher: ThreadPoolExecutor | None = None  # the next page, while one applies
         self.pages_fetched_ahead = 0  # pages used that way (for tests and benchmarks)
         self._ahead: tuple[tuple[int, int, int | None], Future[list[Notification]]] | None = None
@@ -253,31 +255,37 @@ class Engine:
     def _apply(
         self, tx: Tx, notifications: Sequence[Notification], positions: dict[str, int]
     ) -> None:
-        work = []
-        behind = [(p, positions.get(p.name, 0)) for p in self.projections]
+        behind = {p.name: positions.get(p.name, 0) for p in self.projections}
+        # Usually every read model is behind the whole batch; one that is not (a rebuilt
+        # one caught up alone, a worker's share) has each event checked against its position.
+        ahead = [p.name for p in self.projections if behind[p.name] >= notifications[0].id]
+        work: list[tuple[Notification, Sequence[Projection]]] = []
         for n in notifications:
             readers = self._readers.get(n.topic)
             if readers is None:
-                readers = self._readers[n.topic] = {
-                    p.name for p in self.projections if not p.topics or n.topic in p.topics
-                }
-            interested = [p for p, at in behind if n.id > at and p.name in readers]
-            if interested:
-                work.append((n, interested))
+                readers = self._readers[n.topic] = tuple(
+                    p for p in self.projections if not p.topics or n.topic in p.topics
+                )
+            if ahead:
+                readers = tuple(p for p in readers if n.id > behind[p.name])
+            if readers:
+                work.append((n, readers))
+        stored_only = self._reads_stored
         prefetch = getattr(self.mapper, "prefetch_keys", None)
         if prefetch is not None:  # the members' keys the batch decrypts with, at once
-            prefetch(n for n, ps in work if any(not getattr(p, "reads_stored", False) for p in ps))
+            prefetch(n for n, ps in work if any(p.name not in stored_only for p in ps))
         # Decoded once, whoever reads them; each read model gets its events in log order.
         batches: dict[str, list[tuple[Any, int]]] = {p.name: [] for p in self.projections}
+        decode = self.mapper.to_domain_event
         for n, interested in work:
             event: Any = None
             for p in interested:
-                if getattr(p, "reads_stored", False):
+                if p.name in stored_only:
                     # e.g. the hash chain: it needs the bytes exactly as stored, not a decoding
                     batches[p.name].append((n, n.id))
                     continue
                 if event is None:
-                    event = self.mapper.to_domain_event(n)
+                    event = decode(n)
                 batches[p.name].append((event, n.id))
         # Every read model reads what it needs first, before any write of the batch: a read
         # waits for the writes queued before it in the pipeline.

@@ -11,11 +11,12 @@ is headed (a unit's row goes when it is sold).
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from domain.identity import unit_id
+from domain.identity import id_text, unit_id
 from domain.units import Case, Unit
 from projections.views import Tx, rows_in
 
@@ -55,7 +56,7 @@ class InventoryView:
         ids: list[str] = []
         for event, _ in events:
             if not isinstance(event, (Unit.Commissioned, Case.Commissioned)):
-                ids.append(str(event.originator_id))
+                ids.append(id_text(event.originator_id))
                 if isinstance(event, (Case.Shipped, Case.Received)):
                     ids += _unit_ids(event.units)
         _load(tx, list(dict.fromkeys(ids)))
@@ -67,7 +68,7 @@ class InventoryView:
         if isinstance(event, (Unit.Commissioned, Case.Commissioned)):
             _commissioned(tx, event, position)
             return
-        item = str(event.originator_id)
+        item = id_text(event.originator_id)
         if isinstance(event, Unit.Shipped):
             _shipped(tx, item, _skus(tx, [item]), event, position)
         elif isinstance(event, Case.Shipped):
@@ -81,7 +82,14 @@ class InventoryView:
 
 
 def _unit_ids(serials: Sequence[str]) -> list[str]:
-    return [str(unit_id(serial)) for serial in serials]
+    return [_unit_key(serial) for serial in serials]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _unit_key(serial: str) -> str:
+    """A case's unit as the items table keys it (a case's units recur: shipped and
+    received at every step, in ``prepare`` and in ``apply``)."""
+    return str(unit_id(serial))
 
 
 _ITEMS = "inventory.items"  # tx.memo: id -> (sku, destination), or None when absent
@@ -156,8 +164,8 @@ def _skus(tx: Tx, ids: Sequence[str]) -> Counter[str]:
 
 def _commissioned(tx: Tx, event: Any, position: int) -> None:
     kind = "case" if isinstance(event, Case.Commissioned) else "unit"
-    tx.memo.setdefault(_NEW, {})[str(event.originator_id)] = kind
-    _changed(tx, str(event.originator_id), (event.sku, None))
+    tx.memo.setdefault(_NEW, {})[id_text(event.originator_id)] = kind
+    _changed(tx, id_text(event.originator_id), (event.sku, None))
     if kind == "unit":
         _count(tx, event.owner, Counter({event.sku: 1}), position, on_hand=1)
 

@@ -10,6 +10,7 @@ import msgspec
 
 from domain.distributor_levels import DistributorStanding
 from domain.draws import DrawCampaign, PrizeStock
+from domain.identity import id_text
 from domain.loyalty import DrawMade
 from domain.tasks import ClerkTaskProgress, TaskBoard
 from projections.partners import partner_path, scope_clause
@@ -79,7 +80,7 @@ class LoyaltyProgramsView:
     )
 
     def apply(self, tx: Tx, event: Any, position: int) -> None:
-        oid = str(event.originator_id)
+        oid = id_text(event.originator_id)
         if isinstance(event, TaskBoard.Published):
             tx.execute(
                 "INSERT INTO loyalty_tasks (task_id, audience, kind, sku, target, reward_points, "

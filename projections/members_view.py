@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from domain import loyalty
+from domain.identity import id_text
 from domain.members import Member, mask_phone
 from domain.tiers import DEFAULT_TIERS, TierPolicy
 from projections.partners import partner_path
@@ -98,7 +99,7 @@ class MembersView:
     topics: frozenset[str] = TOPICS
 
     def apply(self, tx: Tx, event: Any, position: int) -> None:
-        member = str(event.originator_id)
+        member = id_text(event.originator_id)
         handler = _HANDLERS.get(type(event).__name__)
         if isinstance(event, TierPolicy.Published):
             tx.memo["members.lowest"] = event.tiers[0][0]

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from domain.channel import Partner
+from domain.identity import id_text
 from projections.views import Tx
 
 _json = msgspec.json.Encoder()
@@ -70,7 +71,7 @@ class PartnerDirectory:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?)",
                 (
                     event.code,
-                    str(event.originator_id),
+                    id_text(event.originator_id),
                     event.kind,
                     event.parent,
                     event.path,
@@ -84,7 +85,7 @@ class PartnerDirectory:
                 ),
             )
             return
-        code = str(event.originator_id)
+        code = id_text(event.originator_id)
         if isinstance(event, Partner.TerritoryUpdated):
             tx.execute(
                 "UPDATE partners SET region_codes = ?, position = ? WHERE id = ?",

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from domain import loyalty
+from domain.identity import id_text
 from domain.members import Member
 from projections.views import Tx, rows_in
 
@@ -51,7 +52,7 @@ class PointsHistoryView:
     )
 
     def prepare(self, tx: Tx, events: list[tuple[Any, int]]) -> None:
-        _balances(tx, {str(e.originator_id) for e, _ in events})
+        _balances(tx, {id_text(e.originator_id) for e, _ in events})
 
     def finish(self, tx: Tx) -> None:
         """The batch's members' balances, written once each."""
@@ -63,7 +64,7 @@ class PointsHistoryView:
         )
 
     def apply(self, tx: Tx, event: Any, position: int) -> None:
-        member = str(event.originator_id)
+        member = id_text(event.originator_id)
         if isinstance(event, Member.PointsEarned):
             lots = [{"lot_id": event.lot_id, "points": event.points}]
             entry = ("earned", event.points, event.source, event.cause, lots)

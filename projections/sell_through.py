@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 
 from domain.clock import SHANGHAI
+from domain.identity import id_text
 from domain.principal import path_within
 from domain.units import Unit
 from projections.partners import partner_path as path_of
@@ -42,10 +43,10 @@ class SellThroughView:
     # per store, SKU and day) and ``finish`` writes that, a statement per kind of change.
 
     def prepare(self, tx: Tx, events: list[tuple[Any, int]]) -> None:
-        _skus(tx, [str(e.originator_id) for e, _ in events if isinstance(e, Unit.Sold)])
+        _skus(tx, [id_text(e.originator_id) for e, _ in events if isinstance(e, Unit.Sold)])
 
     def apply(self, tx: Tx, event: Any, position: int) -> None:
-        unit = str(event.originator_id)
+        unit = id_text(event.originator_id)
         if isinstance(event, Unit.Commissioned):
             _skus(tx, ())[unit] = event.sku
             tx.memo.setdefault(_CHANGED, {})[unit] = None

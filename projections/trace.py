@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from domain.identity import id_text
 from domain.units import Case, Unit, UnitState
 from projections.partners import partner_path, scope_clause
 from projections.readings import Reading, every, run_reading
@@ -101,7 +102,7 @@ class TraceView:
         """Codes, owners and destinations of the items the batch moves, in one query."""
         ids = list(
             dict.fromkeys(
-                str(e.originator_id)
+                id_text(e.originator_id)
                 for e, _ in events
                 if not isinstance(e, (Unit.Commissioned, Unit.Surfaced, Case.Commissioned))
             )
@@ -118,7 +119,7 @@ class TraceView:
     def apply(self, tx: Tx, event: Any, position: int) -> None:
         if isinstance(event, (Unit.Commissioned, Unit.Surfaced, Case.Commissioned)):
             _commissioned(tx, event, position)
-            self._remember(str(event.originator_id), event.serial)
+            self._remember(id_text(event.originator_id), event.serial)
             return
         code = self._code_of(tx, event)
         if code is None:
@@ -152,7 +153,7 @@ class TraceView:
         self._codes[item] = code
 
     def _code_of(self, tx: Tx, event: Any) -> str | None:
-        item = str(event.originator_id)
+        item = id_text(event.originator_id)
         code = self._codes.get(item) or tx.memo.get(_NEW_IDS, {}).get(item)
         if code is None:
             row = tx.fetchone("SELECT code FROM trace_codes WHERE id = ?", (item,))
@@ -244,12 +245,12 @@ def write_codes(tx: Tx) -> None:
 def _commissioned(tx: Tx, event: Any, position: int) -> None:
     kind = "case" if isinstance(event, Case.Commissioned) else "unit"
     state = UnitState.IN_STOCK if event.owner is not None else UnitState.ISSUED
-    tx.memo.setdefault(_NEW_IDS, {})[str(event.originator_id)] = event.serial
+    tx.memo.setdefault(_NEW_IDS, {})[id_text(event.originator_id)] = event.serial
     _change(
         tx,
         [event.serial],
         code=event.serial,
-        id=str(event.originator_id),
+        id=id_text(event.originator_id),
         kind=kind,
         sku=event.sku,
         gtin=event.gtin,

@@ -184,6 +184,7 @@ class _Update:
         self.body = _PLACEHOLDER.sub(lambda _: f"_v._p{next(counter)}", f"SET {found[2]}")
         counter = itertools.count(1 + found[2].count("?"))
         self.where = _PLACEHOLDER.sub(lambda _: f"_v._p{next(counter)}", found[3])
+        self._statements: dict[tuple[int, tuple[str, ...]], str] = {}  # (rows, types) -> text
 
     def touched(self, row: Sequence[Any]) -> list[Any]:
         """The keys of the rows it changes (values of ``key_columns``)."""
@@ -197,6 +198,13 @@ class _Update:
     def statement(self, rows: int, types: dict[str, str]) -> str:
         """``$n`` numbered: the first row's parameters are cast (the VALUES' column types
         follow them), the others are not."""
+        key = (rows, tuple(types[c] for c in self.columns))
+        found = self._statements.get(key)
+        if found is None:
+            found = self._statements[key] = self._statement(rows, types)
+        return found
+
+    def _statement(self, rows: int, types: dict[str, str]) -> str:
         width = len(self.columns)
         first = ", ".join(f"${i + 1}::{types[c]}" for i, c in enumerate(self.columns))
         others = (
@@ -468,7 +476,7 @@ class PostgresTx(_QueuedTx):
                 statement = (
                     self.numbered(sql) if len(chunk) == 1 else shape.insert.statement(len(chunk))
                 )
-                self._cur.execute(statement, [v for row in chunk for v in row])
+                self._cur.execute(statement, list(itertools.chain.from_iterable(chunk)))
         elif shape.update is not None:
             types = self._types(shape.update.table)
             for chunk in shape.update.chunks(rows):
@@ -476,7 +484,7 @@ class PostgresTx(_QueuedTx):
                     self._cur.executemany(self.numbered(sql), chunk)
                     continue
                 statement = shape.update.statement(len(chunk), types)
-                self._cur.execute(statement, [v for row in chunk for v in row])
+                self._cur.execute(statement, list(itertools.chain.from_iterable(chunk)))
         else:
             self._cur.executemany(self.numbered(sql), rows)
 

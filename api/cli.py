@@ -394,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 BATCH_COMMANDS = frozenset({"project", "replay"})
-GC_YOUNG_THRESHOLD = 20_000  # (Python's default: 700)
+GC_YOUNG_THRESHOLD = 200_000  # (Python's default: 700)
 
 
 MALLOC_ARENAS_MAX = 2

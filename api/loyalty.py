@@ -59,10 +59,6 @@ def _store(settings: Settings, now: str | None) -> Store:
     return settings.open_store(clock=FixedClock(datetime.fromisoformat(now)))
 
 
-def add_expire_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--now", help="as of this RFC 3339 time (tests, replays)")
-
-
 def cmd_expire_points(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings, args.now)
     try:
@@ -72,11 +68,6 @@ def cmd_expire_points(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     finally:
         store.close()
-
-
-def add_verify_draws_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("campaign", help="the campaign id")
-    parser.add_argument("--seed", help="verify with this seed instead of the revealed one")
 
 
 def cmd_verify_draws(args: argparse.Namespace, settings: Settings) -> int:

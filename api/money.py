@@ -102,10 +102,6 @@ class SettlementTask:
 # -- command line --------------------------------------------------------------------
 
 
-def add_settle_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--now", help="settle as of this RFC 3339 time (tests, replays)")
-
-
 def cmd_settle(args: argparse.Namespace, settings: Settings) -> int:
     try:
         now = None if args.now is None else parse_period_bound(args.now, "now")
@@ -128,12 +124,6 @@ def cmd_settle(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     finally:
         store.close()
-
-
-def add_reconcile_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="start", help="period start (RFC 3339 or YYYY-MM-DD)")
-    parser.add_argument("--to", dest="end", help="period end (RFC 3339 or YYYY-MM-DD)")
-    parser.add_argument("--json", action="store_true", help="print the whole report as JSON")
 
 
 def reconciliation_report(

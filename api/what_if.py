@@ -125,10 +125,3 @@ def cmd_what_if(args: argparse.Namespace, settings: Settings) -> int:
     assert sum(result.booked.values()) == sum(result.proposed.values()), "money is conserved"
     print("no events were written")
     return 0
-
-
-def add_parser(sub: Any) -> None:
-    parser = sub.add_parser("what-if", help="re-split a period's orders under another policy")
-    parser.add_argument("--policy", required=True, help="a split policy as JSON (API.md shape)")
-    parser.add_argument("--from", dest="start", required=True, help="RFC 3339 time")
-    parser.add_argument("--to", dest="end", required=True, help="RFC 3339 time")

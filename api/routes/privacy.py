@@ -76,12 +76,6 @@ class MemberPrivacyController(Controller):
 # -- the command line: siyu forget MEMBER_ID ----------------------------------------
 
 
-def add_forget_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("member_id", help="the member's id (GET /v1/members?phone=... finds it)")
-    parser.add_argument("--reason", default="the member asked to be forgotten")
-    parser.add_argument("--request-id", help="to make a retry a repeat (default: a new one)")
-
-
 def cmd_forget(args: argparse.Namespace, settings: Any) -> int:
     from domain.errors import DomainError
 

@@ -184,3 +184,20 @@ def test_immutable_aggregates_never_change() -> None:
         assert cls.IMMUTABLE
         source = inspect.getsource(cls)
         assert "trigger_event" not in source, f"{cls.__name__} records changes"
+
+
+def test_the_command_line_loads_no_web_framework_until_a_command_needs_it() -> None:
+    """``siyu project`` and ``siyu replay`` start once per worker process; the HTTP layer
+    (litestar) and the command handlers were most of their start-up."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, api.cli; api.cli.build_parser().parse_args(['project', '--once']); "
+        "print(sorted(m for m in ('litestar', 'uvicorn', 'domain.handlers.orders') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout

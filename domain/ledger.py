@@ -38,6 +38,7 @@ from domain.group_commit import GroupCommitter
 from domain.identity import partner_id, request_id
 from domain.principal import HQ_CODE
 from domain.requests import ClientRequest, fingerprint
+from domain.topics import load_stored_types
 
 ATTEMPTS_MAX = 16
 IMMUTABLES_CACHED_MAX = 100_000
@@ -182,6 +183,7 @@ class Ledger(Application[UUID]):
         clock: Clock = system_clock,
         field_cipher: FieldCipher | None = None,
     ) -> None:
+        load_stored_types()  # any event in the log decodes, whatever else was imported
         self.clock = clock
         self._field_cipher = field_cipher
         # Set by the store that opens the ledger: both are secrets kept with the store.

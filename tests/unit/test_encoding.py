@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid4
@@ -160,6 +163,36 @@ def test_every_aggregate_and_event_has_an_explicit_stable_topic() -> None:
                 problems.append(f"{where}: topic {topic!r} is not the registered one")
     assert not problems, "\n".join(problems)
     assert len([t for t in seen if t.count(".") >= 2]) >= 6, "events were found"
+
+
+def test_a_ledger_resolves_every_topic_whatever_its_process_imported() -> None:
+    """A process that only reads the log (``siyu relay``, a projection worker) must decode
+    every event: the ledger loads every module that defines a stored type."""
+    from domain.topics import STORED_TYPE_MODULES
+
+    defining = {c.__module__ for c in domain_classes() if explicit_topic(c) is not None}
+    assert defining <= set(STORED_TYPE_MODULES), "domain/topics.py lists every such module"
+    topics = sorted(
+        topic
+        for aggregate in aggregates()
+        for cls in [aggregate, *event_classes(aggregate)]
+        if (topic := explicit_topic(cls)) is not None
+    )
+    probe = (
+        "import sys; from domain.ledger import Ledger; "
+        "from eventsourcing.utils import resolve_topic; Ledger({}); "
+        "[resolve_topic(t) for t in sys.argv[1:]]; print('resolved', len(sys.argv) - 1)"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *topics],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == f"resolved {len(topics)}"
 
 
 # -- class_version upcasting ----------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from uuid import UUID, uuid5
@@ -20,6 +21,14 @@ def id_text(aggregate_id: UUID) -> str:
     return _encode(aggregate_id)[1:-1].decode()
 
 
+# uuid5 is Python (a UUID built with every check): a command derives the same ids several
+# times (a scan: the unit in reading, deciding and holding; a member's namespace per
+# key), so the natural keys' ids are kept, a few thousand each (immutable values).
+_IDS_KEPT = 4096
+_kept = functools.lru_cache(maxsize=_IDS_KEPT)
+
+
+@functools.cache
 def namespace(type_name: str) -> UUID:
     return uuid5(_ROOT, type_name)
 
@@ -36,22 +45,27 @@ NS_ALERT = namespace("alert")
 NS_LOT = namespace("points-lot")
 
 
+@_kept
 def product_id(sku: str) -> UUID:
     return uuid5(NS_PRODUCT, sku)
 
 
+@_kept
 def batch_id(batch: str) -> UUID:
     return uuid5(NS_BATCH, batch)
 
 
+@_kept
 def batch_number_id(key_id: int, batch_no: int) -> UUID:
     return uuid5(NS_BATCH_NUMBER, f"{key_id}/{batch_no}")
 
 
+@_kept
 def unit_id(serial: str) -> UUID:
     return uuid5(NS_UNIT, serial)
 
 
+@_kept
 def case_id(serial: str) -> UUID:
     return uuid5(NS_CASE, serial)
 
@@ -60,6 +74,7 @@ def alert_id(cause: str, kind: str) -> UUID:
     return uuid5(NS_ALERT, f"{cause}\x1f{kind}")
 
 
+@_kept
 def partner_id(code: str) -> UUID:
     return uuid5(NS_PARTNER, code)
 

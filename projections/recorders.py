@@ -19,10 +19,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from psycopg import Cursor
 from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
 
 SideWrite = tuple[str, tuple[Any, ...]]  # (SQL with ? placeholders, parameters)
 
@@ -35,6 +36,36 @@ def _by_statement(writes: Sequence[SideWrite]) -> dict[str, list[tuple[Any, ...]
 
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder):
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        # The events as four arrays of plain types, sent in binary: eventsourcing sends
+        # one array of a composite type, which psycopg writes as text in Python (every
+        # field escaped by a regular expression): 14% of the bench's loader's
+        # interpreter samples. Same rows, same order, same returned positions.
+        self._insert_by_columns = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.events_table_name),
+        )
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self._insert_by_columns,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+        )
+
     def _insert_events(
         self,
         curs: Cursor[DictRow],

@@ -384,7 +384,12 @@ def _later(module: str, name: str) -> Command:
     return run
 
 
-COMMANDS: dict[str, Command] = {"serve": cmd_serve, "project": cmd_project, "replay": cmd_replay, "demo": cmd_demo}
+COMMANDS: dict[str, Command] = {
+    "serve": cmd_serve,
+    "project": cmd_project,
+    "replay": cmd_replay,
+    "demo": cmd_demo,
+}
 COMMANDS["relay"] = cmd_relay
 COMMANDS["settle"] = _later("api.money", "cmd_settle")
 COMMANDS["reconcile"] = _later("api.money", "cmd_reconcile")

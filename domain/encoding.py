@@ -157,7 +157,7 @@ class EventMapper(Mapper[UUID]):
         cls = resolve_topic(stored_event.topic)
         codec = self._codec(cls)
         try:
-            if codec.class_version == 1 and not (codec.has_personal and self.field_cipher):
+            if codec.class_version == 1 and (not codec.has_personal or self.field_cipher is None):
                 # Nothing to upcast or decrypt: the JSON decodes straight into the typed
                 # state (a stray ``class_version`` key is ignored, as the upcasting loop
                 # would). Most events take this path; it decodes in one pass.

@@ -11,7 +11,6 @@ is headed (a unit's row goes when it is sold).
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -82,14 +81,7 @@ class InventoryView:
 
 
 def _unit_ids(serials: Sequence[str]) -> list[str]:
-    return [_unit_key(serial) for serial in serials]
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _unit_key(serial: str) -> str:
-    """A case's unit as the items table keys it (a case's units recur: shipped and
-    received at every step, in ``prepare`` and in ``apply``)."""
-    return str(unit_id(serial))
+    return [id_text(unit_id(serial)) for serial in serials]  # (unit_id keeps its ids)
 
 
 _ITEMS = "inventory.items"  # tx.memo: id -> (sku, destination), or None when absent

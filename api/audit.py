@@ -124,7 +124,13 @@ def build_audit(settings: Settings, store: Store, clock: Clock = system_clock) -
         notary = notary_from_secrets(
             store.secrets, settings.audit_signing_key, settings.audit_checkpoint_every, clock
         )
-    watch = VerificationWatch(store, notary.public_key, settings.audit_verify_interval_s, clock)
+    watch = VerificationWatch(
+        store,
+        notary.public_key,
+        settings.audit_verify_interval_s,
+        clock,
+        at_start=settings.audit_verify_at_start,
+    )
     access_log = AccessLog.of(store)
     return Audit(notary, watch, access_log, clock, AccessWriter(access_log))
 

@@ -23,6 +23,7 @@ class Settings:
     audit_signing_key: str | None = None  # 64 hex digits (Ed25519 seed); else kept with store
     audit_checkpoint_every: int = 1000
     audit_verify_interval_s: float = 3600.0
+    audit_verify_at_start: bool = True
 
     def open_store(self, **overrides: Any) -> Store:
         """The store these settings name, with the code keys and the brand's link domain."""
@@ -49,4 +50,18 @@ class Settings:
             audit_signing_key=env.get("SIYU_AUDIT_SIGNING_KEY") or None,
             audit_checkpoint_every=int(env.get("SIYU_AUDIT_CHECKPOINT_EVERY") or 1000),
             audit_verify_interval_s=float(env.get("SIYU_AUDIT_VERIFY_INTERVAL_S") or 3600),
+            audit_verify_at_start=_flag(env.get("SIYU_AUDIT_VERIFY_AT_START"), default=True),
         )
+
+
+FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+              "0": False, "false": False, "no": False, "off": False}  # fmt: skip
+
+
+def _flag(value: str | None, *, default: bool) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    try:
+        return FLAG_WORDS[value.strip().lower()]
+    except KeyError:
+        raise ValueError(f"not a yes/no setting: {value!r} (use 1/0, true/false)") from None

@@ -475,7 +475,13 @@ _unjson = msgspec.json.Decoder()
 class VerificationWatch:
     """Verifies the store once when the process starts (unless another process of the
     store finished a run since) and then every ``interval_s`` (unless another process
-    did); one run at a time per store (``SharedRuns``); keeps the latest report."""
+    did); one run at a time per store (``SharedRuns``); keeps the latest report.
+
+    ``at_start=False`` leaves the first run to one interval after the start: a run
+    rebuilds every read model from zero, minutes of the process's CPU on a store of
+    millions of events, which an operator restarting processes one by one (or a
+    benchmark that has just compared every read model with ``siyu replay``) may not
+    want to pay at each start. Until a run finishes, ``status`` says ``ok: None``."""
 
     def __init__(
         self,
@@ -483,8 +489,11 @@ class VerificationWatch:
         public_key: Ed25519PublicKey | None,
         interval_s: float = VERIFY_INTERVAL_S_DEFAULT,
         clock: Clock = system_clock,
+        *,
+        at_start: bool = True,
     ) -> None:
         assert interval_s > 0
+        self.at_start = at_start
         self.verifier = Verifier(store, public_key, clock)
         self.shared = SharedRuns(store)
         self.interval_s = interval_s
@@ -536,11 +545,15 @@ class VerificationWatch:
             self.shared.finish(report)
 
     def due(self) -> bool:
-        """No run finished since this process started, or the latest is ``interval_s`` old."""
+        """No run finished since this process started, or the latest is ``interval_s`` old
+        (without ``at_start``: not before one interval after the start)."""
+        now = time.time()
+        if not self.at_start and now < self._started_at + self.interval_s:
+            return False
         _running, finished, _report = self.shared.state()
         if finished is None:
             return True
-        return finished < max(self._started_at, time.time() - self.interval_s)
+        return finished < max(self._started_at, now - self.interval_s)
 
     def start(self) -> None:
         assert self._thread is None

@@ -438,3 +438,22 @@ def test_concurrent_logged_reads_are_each_logged_once_also_across_a_stop(
         assert server.stop() in CLEAN_EXIT  # at once: rows may still be queued
     with serving(database_url, tmp_path) as (_server, base):
         assert logged(base) == 2 * reads
+
+
+def test_a_server_told_not_to_verify_at_start_waits_one_interval(database_url: str) -> None:
+    """``SIYU_AUDIT_VERIFY_AT_START=0``: no run at start (``ok`` stays null), HQ can still
+    ask for one, and the periodic run comes one interval after the start."""
+    with running_api(database_url, audit_verify_at_start=False) as api:
+        populate(api)
+        time.sleep(1.5)  # a run at start would have begun (and finished) by now
+        status = api.get("/v1/audit/verify", fresh=False).json()
+        assert (status["ok"], status["at"], status["running"]) == (None, None, False), status
+        assert verify_now(api, api.token("HQ", "auditor"))["ok"] is True
+    with running_api(database_url, audit_verify_at_start=False, audit_verify_interval_s=1.0) as api:
+        deadline = time.monotonic() + 30
+        status = api.get("/v1/audit/verify", fresh=False).json()
+        assert status["at"] is None, status
+        while time.monotonic() < deadline and (status["at"] is None or status["running"]):
+            time.sleep(0.1)
+            status = api.get("/v1/audit/verify", fresh=False).json()
+        assert status["ok"] is True and status["checked"] == api.head(), status

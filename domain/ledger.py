@@ -26,7 +26,7 @@ from uuid import UUID
 
 import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Mapper, RecordConflictError, StoredEvent
 
 from domain.channel import Partner
@@ -343,18 +343,23 @@ class Ledger(Application[UUID]):
             for k, answer in items
         ]
         events = [e for aggregate in [*uow.changed(), *records] for e in aggregate.collect_events()]
-        # encoded here, in the command's thread, not by the group's leader; a new
-        # member's key is written in the events' transaction, not committed before it
-        cipher = cast(EventMapper, self.mapper).field_cipher
-        if cipher is None:
-            positions = self.committer.commit([self.mapper.to_stored_event(e) for e in events])
-        else:
-            with cipher.sealing() as sealing:
-                stored = [self.mapper.to_stored_event(e) for e in events]
-            positions = self.committer.commit(stored, sealing.writes)
-            sealing.committed()
+        positions = self.commit_events(events)
         assert positions[-1] == max(positions), "the request records are the last events saved"
         return positions[-1]
+
+    def commit_events(self, events: Sequence[DomainEventProtocol[UUID]]) -> list[int]:
+        """Encode ``events`` here, in the caller's thread (not by the group's leader), and
+        save them in one transaction, possibly shared with concurrent commands (group
+        commit); their positions. A new member's key (and its blind-index rows) made
+        while encrypting is written in the events' transaction, not committed before it."""
+        cipher = cast(EventMapper, self.mapper).field_cipher
+        if cipher is None:
+            return self.committer.commit([self.mapper.to_stored_event(e) for e in events])
+        with cipher.sealing() as sealing:
+            stored = [self.mapper.to_stored_event(e) for e in events]
+        positions = self.committer.commit(stored, sealing.writes)
+        sealing.committed()
+        return positions
 
     def _save(self, key: RequestKey, uow: UnitOfWork, answer: dict[str, Any]) -> int:
         return self._save_many(uow, [(key, answer)])

@@ -3,9 +3,11 @@
 The real command handlers (logistics, scans, orders, payments) decide on aggregates
 kept in memory (``BulkUnitOfWork``): nothing is read back from the store except
 aggregates that existed before (partners, the product, the batches), once each. The
-changed aggregates and each command's request record are saved with ``Ledger.save``
-in large transactions (``CHUNK_EVENTS``). Events, topics, fields, request records
-and their order are the ones the API would write; only the transactions are larger.
+changed aggregates and each command's request record are saved with
+``Ledger.commit_events``, as a command's are (a new member's key in the events'
+transaction), in large transactions (``CHUNK_EVENTS``). Events, topics, fields,
+request records and their order are the ones the API would write; only the
+transactions are larger.
 """
 
 from __future__ import annotations
@@ -111,8 +113,8 @@ class BulkLedger:
     def flush(self) -> None:
         if not self.dirty:
             return
-        recordings = self.ledger.save(*self.dirty.values())
-        self.saved += len(recordings)
+        events = [e for aggregate in self.dirty.values() for e in aggregate.collect_events()]
+        self.saved += len(self.ledger.commit_events(events))
         self.dirty.clear()
         self.pending = 0
 

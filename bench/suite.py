@@ -313,20 +313,19 @@ def bulk_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) 
 
     # Reads in the steady state: the start-up verification (a rebuild of every read model
     # from zero, like the replay just done, then the chain) is left to its hourly run.
-    # The same layout as the HTTP workloads (PostgreSQL: one API process per core).
-    with serving(url, workdir, sizes.api_workers, SIYU_AUDIT_VERIFY_AT_START="0") as srv:
+    with serving(url, workdir, SIYU_AUDIT_VERIFY_AT_START="0") as srv:
         rnd = random.Random(5)
         partners = ["HQ", *ch.dealers, *(s.code for s in ch.stores), *ch.distributors.values()]
         t0, t1 = report.started_at, report.ended_at
         balance = _metric(out, "balance_read_p99_ms", "ms",
                           f"GET /v1/balances/{{partner}} on a {head:,}-event store, random "
                           f"partners, half with as_of; {sizes.reads} reads per repeat, "
-                          f"{sizes.read_connections} connections; {sizes.api_workers} API "
-                          "processes started without their start-up verification")  # fmt: skip
+                          f"{sizes.read_connections} connections; the server started "
+                          "without its start-up verification")  # fmt: skip
         trace = _metric(out, "trace_read_p99_ms", "ms",
                         f"GET /v1/codes/{{code}}/trace on a {head:,}-event store, random "
                         f"units; {sizes.reads} reads per repeat, {sizes.read_connections} "
-                        f"connections, {sizes.api_workers} API processes")  # fmt: skip
+                        "connections")  # fmt: skip
         for r in range(sizes.repeats):
             reqs = []
             for i in range(sizes.reads):

@@ -115,6 +115,77 @@ def read_build(
     return positions, tables
 
 
+@dataclass(frozen=True)
+class TableSummary:
+    """How two builds of one table differ, without the rows: what a verification
+    reports (the rows may hold personal data; ``siyu diff`` shows them)."""
+
+    table: str
+    only_live: int
+    only_side: int
+    first_position: int | None
+
+    def line(self) -> str:
+        return (
+            f"{self.table}: DIFFERENT ({self.only_live} rows only in live, "
+            f"{self.only_side} only in side)"
+        )
+
+
+def summary_of(d: TableDifference) -> TableSummary:
+    return TableSummary(d.table, len(d.only_live), len(d.only_side), d.first_position)
+
+
+# -- PostgreSQL: the live tables copied into the side schema, compared there --------------
+
+LIVE_COPY_PREFIX = "live_copy__"
+
+
+def copy_live_build(
+    live: ViewStore, side_schema: str, projections: Iterable[Projection]
+) -> dict[str, int]:
+    """PostgreSQL: the positions and every table of ``projections`` as of one snapshot,
+    copied inside the database into ``side_schema`` (``live_copy__<table>``), so a
+    comparison holds no row in Python: a million-event store's live tables read into
+    Python took a verifying process to about 1 GB before its rebuild began."""
+    chosen = list(projections)
+    with live.read() as tx:
+        assert tx.dialect == "postgresql"
+        snapshot_read(tx)
+        positions = positions_in(tx, [p.name for p in chosen])
+        for table in sorted({t for p in chosen for t in p.tables}):
+            tx.execute(
+                f'CREATE TABLE "{side_schema}".{LIVE_COPY_PREFIX}{table} AS SELECT * FROM {table}'
+            )
+    return positions
+
+
+def compare_with_live_copy(side: ViewStore, tables: Iterable[str]) -> list[TableSummary]:
+    """PostgreSQL: each table of the side build against its ``copy_live_build`` copy, in
+    the database: rows compared by their text form (every column type has one), as
+    multisets (``EXCEPT ALL``); counts and the first ``position`` come back."""
+    found: list[TableSummary] = []
+    with side.read() as tx:
+        for table in sorted(tables):
+            copy = f"{LIVE_COPY_PREFIX}{table}"
+            has_position = "position" in columns_of(tx, table)
+            position = "t.position" if has_position else "NULL::BIGINT"
+            rows = f"SELECT t::TEXT AS r, {position} AS position FROM {{}} AS t"
+            counts = []
+            for first, second in ((copy, table), (table, copy)):
+                row = tx.fetchone(
+                    "SELECT COUNT(*), MIN(position) FROM "
+                    f"({rows.format(first)} EXCEPT ALL {rows.format(second)}) AS d"
+                )
+                assert row is not None
+                counts.append((int(row[0]), None if row[1] is None else int(row[1])))
+            (only_live, live_first), (only_side, side_first) = counts
+            if only_live or only_side:
+                firsts = [f for f in (live_first, side_first) if f is not None]
+                found.append(TableSummary(table, only_live, only_side, min(firsts, default=None)))
+    return found
+
+
 def diff_tables(live: Tables, side: Tables) -> list[TableDifference]:
     differences: list[TableDifference] = []
     for table, (columns, live_rows) in live.items():

@@ -49,13 +49,17 @@ from projections.chain import (
     signature_valid,
 )
 from projections.compare import (
-    TableDifference,
+    Tables,
+    TableSummary,
     build_until,
+    compare_with_live_copy,
+    copy_live_build,
     diff_tables,
     fresh_projections,
     open_side,
     read_build,
     remove_side,
+    summary_of,
     unique_side_target,
 )
 from projections.store import Store
@@ -332,19 +336,27 @@ class Verifier:
         for position, difference in differences or []:
             # The summary only: the rows may hold personal data, which a stored report
             # would keep beyond a forget (`siyu diff` shows them).
-            detail = difference.lines(rows_max=0)[0] + " (rows: siyu diff)"
-            report.add(position, "view", detail)
+            report.add(position, "view", difference.line() + " (rows: siyu diff)")
 
     def _compare_views(
         self, report: Report, on_progress: Progress | None, should_stop: StopFlag
-    ) -> list[tuple[int, TableDifference]] | None:
+    ) -> list[tuple[int, TableSummary]] | None:
         """The live read models against a rebuild from zero up to their position: the
-        tables that differ, with the first position of each (None: not compared)."""
+        tables that differ, with the first position of each (None: not compared).
+
+        PostgreSQL: the live tables are copied (one snapshot) into the side build's
+        schema and compared there, so no row passes through this process; SQLite (the
+        embedded store, for smaller logs): both builds are read and compared here."""
         projections = fresh_projections(self.store)
         target = unique_side_target(self.store, "verify")
         side = open_side(self.store, target, projections)
+        in_database = side.views.dialect == "postgresql"
         try:
-            live_positions, live_tables = read_build(self.store.views, projections)
+            live_tables: Tables = {}
+            if in_database:
+                live_positions = copy_live_build(self.store.views, side.views.schema, projections)
+            else:
+                live_positions, live_tables = read_build(self.store.views, projections)
             if not live_positions:
                 return None
             until = min(live_positions.values())
@@ -368,19 +380,17 @@ class Verifier:
             if reached < until:
                 # the log ends before the live views: events were deleted after projection
                 report.add(reached + 1, "rebuild", f"the log ends at {reached}, views at {until}")
-            _, side_tables = read_build(side.views, projections)
-            compared = {
-                t: v
-                for p in projections
-                if live_positions.get(p.name) == until
-                for t, v in live_tables.items()
-                if t in p.tables
-            }
-            report.notes.append(f"read models rebuilt from zero up to {until} and compared")
-            return [
-                (until if d.first_position is None else d.first_position, d)
-                for d in diff_tables(compared, side_tables)
+            compared = [
+                t for p in projections if live_positions.get(p.name) == until for t in p.tables
             ]
+            report.notes.append(f"read models rebuilt from zero up to {until} and compared")
+            if in_database:
+                summaries = compare_with_live_copy(side.views, compared)
+            else:
+                _, side_tables = read_build(side.views, projections)
+                live_compared = {t: live_tables[t] for t in compared if t in live_tables}
+                summaries = [summary_of(d) for d in diff_tables(live_compared, side_tables)]
+            return [(until if d.first_position is None else d.first_position, d) for d in summaries]
         finally:
             remove_side(side)
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from domain.channel import PartnerKind, PartnerSpec
 from domain.handlers import channel
 from domain.principal import hq_admin
+from projections import verify
 from projections.store import Store
 from projections.verify import RUNS_TABLE, VerificationWatch
 
@@ -77,3 +80,39 @@ def test_a_lapsed_lease_does_not_block_the_next_run(store: Store) -> None:
         )
     assert not watch.shared.take()
     assert watch.status()["running"] is True
+
+
+def test_a_postgresql_verification_compares_in_the_database_and_names_the_row(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: no live row is read into the process (the live build is copied into
+    the side schema and compared there), an edited row is still named by its position,
+    and nothing of the comparison is left behind. SQLite compares in the process."""
+    _some_events(store)
+    postgres = store.views.dialect == "postgresql"
+    if postgres:
+
+        def no_rows_into_python(*_args: object) -> None:
+            raise AssertionError("the live build was read into Python")
+
+        monkeypatch.setattr(verify, "read_build", no_rows_into_python)
+    assert verify.Verifier(store, None).run().ok
+    with store.views.read() as tx:
+        row = tx.fetchone("SELECT MAX(position) FROM partners")
+    assert row is not None
+    edited = int(row[0])
+    with store.views.write() as tx:
+        tx.execute("UPDATE partners SET name = ? WHERE position = ?", ("tampered", edited))
+    report = verify.Verifier(store, None).run()
+    views = [f for f in report.findings if f.check == "view"]
+    assert [(f.position, f.detail) for f in views] == [
+        (edited, "partners: DIFFERENT (1 rows only in live, 1 only in side) (rows: siyu diff)")
+    ], report.as_dict()
+    assert report.first_bad_position == edited
+    if postgres:
+        with store.views.read() as tx:
+            left = tx.fetchall(
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                "WHERE table_name LIKE 'live_copy%' OR table_schema LIKE 'verify_%'"
+            )
+        assert left == []

@@ -42,10 +42,7 @@ class TableDifference:
         return min(positions) if positions else None
 
     def lines(self, rows_max: int = ROWS_SHOWN_MAX) -> list[str]:
-        out = [
-            f"{self.table}: DIFFERENT ({len(self.only_live)} rows only in live, "
-            f"{len(self.only_side)} only in side)"
-        ]
+        out = [summary_of(self).line()]
         for sign, rows in (("-", self.only_live), ("+", self.only_side)):
             for row in rows[:rows_max]:
                 out.append(f"  {sign} {dict(zip(self.columns, row, strict=True))}")

@@ -41,8 +41,13 @@ class TableDifference:
         positions = [int(r[i]) for r in self.only_live + self.only_side if r[i] is not None]
         return min(positions) if positions else None
 
+    def summary(self) -> TableSummary:
+        return TableSummary(
+            self.table, len(self.only_live), len(self.only_side), self.first_position
+        )
+
     def lines(self, rows_max: int = ROWS_SHOWN_MAX) -> list[str]:
-        out = [summary_of(self).line()]
+        out = [self.summary().line()]
         for sign, rows in (("-", self.only_live), ("+", self.only_side)):
             for row in rows[:rows_max]:
                 out.append(f"  {sign} {dict(zip(self.columns, row, strict=True))}")
@@ -127,10 +132,6 @@ class TableSummary:
             f"{self.table}: DIFFERENT ({self.only_live} rows only in live, "
             f"{self.only_side} only in side)"
         )
-
-
-def summary_of(d: TableDifference) -> TableSummary:
-    return TableSummary(d.table, len(d.only_live), len(d.only_side), d.first_position)
 
 
 # -- PostgreSQL: the live tables copied into the side schema, compared there --------------

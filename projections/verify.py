@@ -59,7 +59,6 @@ from projections.compare import (
     open_side,
     read_build,
     remove_side,
-    summary_of,
     unique_side_target,
 )
 from projections.store import Store
@@ -389,7 +388,7 @@ class Verifier:
             else:
                 _, side_tables = read_build(side.views, projections)
                 live_compared = {t: live_tables[t] for t in compared if t in live_tables}
-                summaries = [summary_of(d) for d in diff_tables(live_compared, side_tables)]
+                summaries = [d.summary() for d in diff_tables(live_compared, side_tables)]
             return [(until if d.first_position is None else d.first_position, d) for d in summaries]
         finally:
             remove_side(side)

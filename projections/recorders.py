@@ -11,6 +11,14 @@ like a version conflict and the command is decided again (with that key).
 
 Selected through eventsourcing's ``APPLICATION_RECORDER_TOPIC`` (projections.database).
 SQL is written with ``?`` placeholders (SQLite's); PostgreSQL gets ``%s``.
+
+On PostgreSQL a save is one statement: ``siyu_insert_events(...)``, a function that
+writes the new keys and blind-index rows, takes the events table's lock, notifies and
+inserts the events, in the statement's own transaction. eventsourcing's way is a
+pipelined transaction (BEGIN, the side writes, SET LOCAL lock_timeout, LOCK, NOTIFY,
+INSERT, a sync, COMMIT): two round trips, the table lock held across the second, and
+each statement's Python work in psycopg. Side writes other than the keyring's take
+that way still.
 """
 
 from __future__ import annotations
@@ -18,14 +26,47 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
+
+from projections.keyring import BLIND_INDEX_TABLE, INSERT_INDEX, INSERT_KEY, KEYS_TABLE
 
 SideWrite = tuple[str, tuple[Any, ...]]  # (SQL with ? placeholders, parameters)
+
+INSERT_FUNCTION = "siyu_insert_events"
+# The events table's lock, then its notification, then the insert: as eventsourcing's
+# PostgresApplicationRecorder does in its transaction (insert order = commit order, so
+# a reader of the log never passes a gap that fills later). The keyring's rows first,
+# as ``_insert_events`` writes them before the lock.
+CREATE_INSERT_FUNCTION = """
+CREATE OR REPLACE FUNCTION {schema}.{function}(
+    ids uuid[], versions bigint[], topics text[], states bytea[],
+    key_subjects text[], key_values bytea[],
+    index_fields text[], index_blinds text[], index_subjects text[]
+) RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
+BEGIN
+    IF cardinality(key_subjects) > 0 THEN
+        INSERT INTO {keys} (subject, key) SELECT * FROM unnest(key_subjects, key_values);
+    END IF;
+    IF cardinality(index_fields) > 0 THEN
+        INSERT INTO {index} (field, blind, subject)
+        SELECT * FROM unnest(index_fields, index_blinds, index_subjects)
+        ON CONFLICT DO NOTHING;
+    END IF;
+    PERFORM set_config('lock_timeout', {lock_timeout}, true);
+    LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;
+    PERFORM pg_notify({channel}, '');
+    RETURN QUERY
+    INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)
+    SELECT * FROM unnest(ids, versions, topics, states)
+    RETURNING notification_id;
+END;
+$body$
+"""
 
 
 def _by_statement(writes: Sequence[SideWrite]) -> dict[str, list[tuple[Any, ...]]]:
@@ -50,6 +91,57 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             schema=Identifier(self.datastore.schema),
             table=Identifier(self.events_table_name),
         )
+        self.sql_create_statements.append(
+            SQL(CREATE_INSERT_FUNCTION).format(
+                schema=Identifier(self.datastore.schema),
+                function=Identifier(INSERT_FUNCTION),
+                table=Identifier(self.events_table_name),
+                keys=Identifier(KEYS_TABLE),
+                index=Identifier(BLIND_INDEX_TABLE),
+                lock_timeout=Literal(f"{self.datastore.lock_timeout}s"),
+                channel=Literal(self.channel_name),
+            )
+        )
+        self._insert_by_function = SQL(
+            "SELECT * FROM {schema}.{function}(%b::uuid[], %b::bigint[], %b::text[], "
+            "%b::bytea[], %b::text[], %b::bytea[], %b::text[], %b::text[], %b::text[]) "
+            "AS notification_id"
+        ).format(schema=Identifier(self.datastore.schema), function=Identifier(INSERT_FUNCTION))
+
+    def insert_events(
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        side_writes: Sequence[SideWrite] = (),
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        writes = _by_statement(side_writes)
+        if not stored_events or not set(writes) <= {INSERT_KEY, INSERT_INDEX}:
+            ids: Sequence[int] | None
+            ids = super().insert_events(stored_events, side_writes=side_writes, **kwargs)
+            return ids
+        keys = writes.get(INSERT_KEY, [])
+        index = writes.get(INSERT_INDEX, [])
+        params = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [i[0] for i in index],
+            [i[1] for i in index],
+            [i[2] for i in index],
+        )
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            assert conn.autocommit, "the function's statement is its own transaction"
+            curs.execute(self._insert_by_function, params, prepare=True)
+            positions = [row["notification_id"] for row in curs.fetchall()]
+        if len(positions) != len(stored_events):
+            raise ProgrammingError(
+                f"{len(stored_events)} events inserted, {len(positions)} positions returned"
+            )
+        return positions
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -1,15 +1,18 @@
 """The ledger's recorder inserts events as it reads them back, on both stores: bytes and
 text exactly as given (quotes, backslashes, braces, non-ASCII, NUL), in the order given,
 and the positions it returns are the rows' (PostgreSQL sends four arrays in binary,
-not eventsourcing's composite array)."""
+not eventsourcing's composite array, in one statement of its insert function)."""
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import uuid4
 
 import pytest
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
 
+from projections.keyring import BLIND_INDEX_TABLE, INSERT_INDEX, INSERT_KEY, KEYS_TABLE
+from projections.recorders import INSERT_FUNCTION
 from projections.store import Store
 
 AWKWARD = [
@@ -54,3 +57,82 @@ def test_a_version_taken_fails_the_whole_insert(store: Store) -> None:
             ]
         )
     assert (recorder.max_notification_id() or 0) == head + 1, "nothing of it written"
+
+
+def _sql(store: Store, statement: str, fetch: bool = True) -> list[Any]:
+    datastore: Any = store.ledger.recorder.datastore  # type: ignore[attr-defined]
+    with datastore.transaction(commit=True) as cur:
+        cur.execute(statement)
+        return list(cur.fetchall()) if fetch else []
+
+
+@pytest.mark.postgres
+def test_postgresql_saves_in_one_statement_of_the_insert_function(pg_url: str) -> None:
+    """The function is the save (a save without it fails), and it writes what the
+    transaction way wrote: the keyring's rows, the events, their positions."""
+    store = Store.open(pg_url)
+    try:
+        _saves_through_the_function(store)
+    finally:
+        store.close()
+
+
+def _saves_through_the_function(store: Store) -> None:
+    recorder = store.ledger.recorder
+    subject = str(uuid4())
+    writes = [
+        (INSERT_KEY, (subject, b"k" * 32)),
+        (INSERT_INDEX, ("phone", "blind-1", subject)),
+        (INSERT_INDEX, ("phone", "blind-1", subject)),  # a repeat is no conflict
+    ]
+    events = [StoredEvent(uuid4(), 1, "siyu.Test.A", b"{}"), StoredEvent(uuid4(), 1, "T.B", b"")]
+    positions = recorder.insert_events(events, side_writes=writes)
+    assert positions is not None and len(positions) == 2 and positions[1] == positions[0] + 1
+    assert _sql(store, f"SELECT key FROM {KEYS_TABLE} WHERE subject = '{subject}'") == [
+        {"key": b"k" * 32}
+    ]
+    assert len(_sql(store, f"SELECT 1 FROM {BLIND_INDEX_TABLE} WHERE subject = '{subject}'")) == 1
+
+    _sql(store, f"DROP FUNCTION {INSERT_FUNCTION}", fetch=False)
+    with pytest.raises(PersistenceError):
+        recorder.insert_events([StoredEvent(uuid4(), 1, "siyu.Test.A", b"{}")])
+
+
+def test_a_taken_key_fails_the_events_and_the_index_rows_with_it(store: Store) -> None:
+    recorder = store.ledger.recorder
+    subject = str(uuid4())
+    recorder.insert_events(
+        [StoredEvent(uuid4(), 1, "siyu.Test.A", b"{}")],
+        side_writes=[(INSERT_KEY, (subject, b"1" * 32))],
+    )
+    head = recorder.max_notification_id()
+    with pytest.raises(IntegrityError):
+        recorder.insert_events(
+            [StoredEvent(uuid4(), 1, "siyu.Test.A", b"{}")],
+            side_writes=[
+                (INSERT_INDEX, ("phone", "blind-2", subject)),
+                (INSERT_KEY, (subject, b"2" * 32)),
+            ],
+        )
+    assert recorder.max_notification_id() == head
+    p = "?" if store.database.is_sqlite else "%s"
+    datastore: Any = recorder.datastore  # type: ignore[attr-defined]
+    with datastore.transaction(commit=True) as cur:
+        cur.execute(f"SELECT count(*) FROM {BLIND_INDEX_TABLE} WHERE subject = {p}", (subject,))
+        row = cur.fetchone()
+    assert (row[0] if store.database.is_sqlite else row["count"]) == 0
+
+
+def test_other_rows_with_the_events_take_the_transaction_way(store: Store) -> None:
+    recorder = store.ledger.recorder
+    _sql(store, "CREATE TABLE IF NOT EXISTS test_side (n INTEGER PRIMARY KEY)", fetch=False)
+    side = "INSERT INTO test_side (n) VALUES (?)"
+    recorder.insert_events([StoredEvent(uuid4(), 1, "siyu.T.A", b"{}")], side_writes=[(side, (7,))])
+    head = recorder.max_notification_id()
+    with pytest.raises(IntegrityError):
+        recorder.insert_events(
+            [StoredEvent(uuid4(), 1, "siyu.T.A", b"{}")], side_writes=[(side, (8,)), (side, (7,))]
+        )
+    assert recorder.max_notification_id() == head
+    rows = _sql(store, "SELECT n FROM test_side")
+    assert [r[0] if store.database.is_sqlite else r["n"] for r in rows] == [7]

@@ -23,6 +23,7 @@ import msgspec
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 
 from projections.views import Tx, ViewStore
+from projections.wakeups import Notifications
 
 log = logging.getLogger("siyu.projections")
 
@@ -35,6 +36,9 @@ log = logging.getLogger("siyu.projections")
 BATCH_SIZE = 1000
 BATCH_SIZE_MAX = 4000
 POLL_INTERVAL_S = 0.02
+# With notifications of new events (PostgreSQL): an idle engine's longest wait for one
+# before it looks at the head anyway (projections/wakeups.py).
+IDLE_CHECK_S = 1.0
 WAIT_S_MAX = 5.0
 POSITIONS_TABLE = "projection_positions"
 # Events after which read models scrubbed personal data: old page copies must go too.
@@ -82,9 +86,11 @@ class Engine:
         *,
         batch_size: int = BATCH_SIZE,
         others: Iterable[Projection] = (),
+        wakeups: Notifications | None = None,
     ) -> None:
         """``others``: the read models other engines run on the same views (projection
-        workers), among them those that ours follow."""
+        workers), among them those that ours follow. ``wakeups``: notifications of new
+        events, for the follower to wait on when it has applied everything."""
         assert 0 < batch_size <= BATCH_SIZE_MAX
         self.recorder = recorder
         self.mapper = mapper
@@ -94,6 +100,9 @@ class Engine:
         self._advanced = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.wakeups = wakeups
+        self.idle_check_s = IDLE_CHECK_S
+        self.idle_checks = 0  # looks at the head that found nothing new (for tests)
         self.last_error: str | None = None
         # topic -> the read models that read it, in the engine's order
         self._readers: dict[str, tuple[Projection, ...]] = {}
@@ -345,14 +354,23 @@ class Engine:
     def start(self) -> None:
         assert self._thread is None
         self._stop.clear()
+        if self.wakeups is not None:
+            try:
+                self.wakeups.listen()
+            except Exception as e:  # the follower polls meanwhile and retries at each wait
+                log.warning("not listening for new events yet: %s", e)
         self._thread = threading.Thread(target=self._follow, name="projections", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
+            if self.wakeups is not None:
+                self.wakeups.notify()
             self._thread.join(timeout=10)
             self._thread = None
+        if self.wakeups is not None:
+            self.wakeups.close()
         self._ahead = None
         if self._fetcher is not None:
             self._fetcher.shutdown(wait=True)
@@ -360,6 +378,7 @@ class Engine:
 
     def _follow(self) -> None:
         while not self._stop.is_set():
+            looked_at = time.monotonic()
             try:
                 # Idle check without locks: a batch transaction locks every position row.
                 caught_up = self.position() >= (self.recorder.max_notification_id() or 0)
@@ -371,7 +390,18 @@ class Engine:
                 n = 0
                 self._stop.wait(1.0)
             if n == 0:
-                self._stop.wait(POLL_INTERVAL_S)
+                self.idle_checks += 1
+                self._idle(looked_at)
+
+    def _idle(self, looked_at: float) -> None:
+        """Wait for new events: on a notification of them where there is one, else one
+        poll interval. Never look again sooner than ``POLL_INTERVAL_S`` after the last
+        look: under load, events gather into batches as they did with polling."""
+        if self.wakeups is not None and not self._stop.is_set():
+            self.wakeups.wait(self.idle_check_s, POLL_INTERVAL_S)
+        rest = POLL_INTERVAL_S - (time.monotonic() - looked_at)
+        if rest > 0:
+            self._stop.wait(rest)
 
     def relevant_head(self, name: str) -> int:
         """The position of the newest event the named projection reads (at least the position

@@ -25,6 +25,7 @@ from projections.engine import Engine, Projection
 from projections.keyring import MemberKeyring
 from projections.readings import Reading, every
 from projections.views import ViewStore
+from projections.wakeups import Notifications
 from projections.workers import worker_share
 
 SECRETS_TABLE = "siyu_secrets"
@@ -336,7 +337,13 @@ class Store:
         others: list[Projection] = []
         if worker is not None:  # one projection worker's share (projections/workers.py)
             chosen, others = worker_share(chosen, *worker)
-        engine = Engine(ledger.recorder, ledger.mapper, views, chosen, others=others)
+        wakeups = None
+        if not database.is_sqlite:
+            channel: str = ledger.recorder.channel_name  # type: ignore[attr-defined]
+            wakeups = Notifications(database.psycopg_conninfo(), channel)
+        engine = Engine(
+            ledger.recorder, ledger.mapper, views, chosen, others=others, wakeups=wakeups
+        )
         engine.ensure_schema()
         guard.release()
         return cls(database, ledger, secrets, views, engine, keyring)

@@ -40,9 +40,11 @@ class FieldCipher(Protocol):
         """Fetch these subjects' keys together (before decrypting many events)."""
         ...
 
-    def sealing(self) -> AbstractContextManager[Sealing]:
+    def sealing(self, created: Iterable[str] = ()) -> AbstractContextManager[Sealing]:
         """While open (this thread), rows the encryption needs written (a new subject's
-        key) are listed instead: the caller writes them in its events' transaction."""
+        key) are listed instead: the caller writes them in its events' transaction.
+        ``created``: subjects these events create, which the caller knows to have no
+        key yet (a new key is made without looking for one)."""
         ...
 
 

@@ -274,7 +274,7 @@ class Ledger(Application[UUID]):
                     continue  # the same request was saved by another process meanwhile
                 raise
             try:
-                position = self._save(key, uow, answer)
+                position = self._save_many(uow, [(key, answer)], first_attempt=_attempt == 0)
             except (IntegrityError, RecordConflictError):
                 _back_off(_attempt)
                 continue  # someone saved first: reload everything and decide again
@@ -319,7 +319,8 @@ class Ledger(Application[UUID]):
             for i, answer in zip(fresh, new_answers, strict=True):
                 answers[i] = answer
             try:
-                position = self._save_many(uow, [(keys[i], answers[i]) for i in fresh])
+                items = [(keys[i], answers[i]) for i in fresh]
+                position = self._save_many(uow, items, first_attempt=_attempt == 0)
             except (IntegrityError, RecordConflictError):
                 _back_off(_attempt)
                 continue
@@ -327,9 +328,15 @@ class Ledger(Application[UUID]):
             return BatchOutcome(answers, [i not in fresh_set for i in range(len(keys))], position)
         raise Conflict("too much contention; try again", code="contention")
 
-    def _save_many(self, uow: UnitOfWork, items: list[tuple[RequestKey, dict[str, Any]]]) -> int:
+    def _save_many(
+        self,
+        uow: UnitOfWork,
+        items: list[tuple[RequestKey, dict[str, Any]]],
+        first_attempt: bool = False,
+    ) -> int:
         """The changed aggregates and the request records, in one transaction (possibly
-        shared with concurrent commands: group commit); the position of the last event."""
+        shared with concurrent commands: group commit); the position of the last event.
+        ``first_attempt``: see ``commit_events``."""
         at = uow.clock()
         records = [
             ClientRequest.record(
@@ -343,26 +350,35 @@ class Ledger(Application[UUID]):
             for k, answer in items
         ]
         events = [e for aggregate in [*uow.changed(), *records] for e in aggregate.collect_events()]
-        positions = self.commit_events(events)
+        positions = self.commit_events(events, new_subjects_unkeyed=first_attempt)
         assert positions[-1] == max(positions), "the request records are the last events saved"
         return positions[-1]
 
-    def commit_events(self, events: Sequence[DomainEventProtocol[UUID]]) -> list[int]:
+    def commit_events(
+        self, events: Sequence[DomainEventProtocol[UUID]], new_subjects_unkeyed: bool = False
+    ) -> list[int]:
         """Encode ``events`` here, in the caller's thread (not by the group's leader), and
         save them in one transaction, possibly shared with concurrent commands (group
         commit); their positions. A new member's key (and its blind-index rows) made
-        while encrypting is written in the events' transaction, not committed before it."""
+        while encrypting is written in the events' transaction, not committed before it.
+
+        ``new_subjects_unkeyed``: the aggregates these events create have no key yet, so
+        none is looked for (a statement fewer for a new member). A command's first
+        attempt says so; should a key exist after all, the insert fails like a version
+        conflict and the retry, which does not say so, finds it."""
         cipher = cast(EventMapper, self.mapper).field_cipher
         if cipher is None:
             return self.committer.commit([self.mapper.to_stored_event(e) for e in events])
-        with cipher.sealing() as sealing:
+        created = (
+            [str(e.originator_id) for e in events if e.originator_version == 1]
+            if new_subjects_unkeyed
+            else []
+        )
+        with cipher.sealing(created) as sealing:
             stored = [self.mapper.to_stored_event(e) for e in events]
         positions = self.committer.commit(stored, sealing.writes)
         sealing.committed()
         return positions
-
-    def _save(self, key: RequestKey, uow: UnitOfWork, answer: dict[str, Any]) -> int:
-        return self._save_many(uow, [(key, answer)])
 
     def _repeat(self, record: ClientRequest) -> Outcome:
         position = self.position_of(record.id, record.version)

@@ -69,6 +69,7 @@ class _Sealing:
     """One command's encryption: the keys it made and the rows still to write."""
 
     keyring: MemberKeyring
+    created: frozenset[str] = frozenset()  # subjects known to have no key yet
     keys: dict[str, AESGCM] = field(default_factory=dict)
     writes: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
 
@@ -128,13 +129,19 @@ class MemberKeyring:
         return row[0] if self._sqlite else row[column]
 
     @contextmanager
-    def sealing(self) -> Iterator[_Sealing]:
+    def sealing(self, created: Iterable[str] = ()) -> Iterator[_Sealing]:
         """Within (this thread): new keys and index rows are listed, not written; the
         caller writes the list in the transaction of the events encrypted meanwhile.
         A key made here is not cached for others: until that transaction commits it is
         only this command's (a retried command starts a new sealing and looks again);
-        the caller says ``committed()`` once it is stored."""
-        session = _Sealing(self)
+        the caller says ``committed()`` once it is stored.
+
+        ``created``: subjects the events create (a new member), whose key is made
+        without first looking for a stored one. Should one exist after all (made and
+        committed outside a sealing, by a save that then failed), the key's plain
+        INSERT fails the events' transaction and the caller, deciding again, looks
+        (the ledger names ``created`` on a command's first attempt only)."""
+        session = _Sealing(self, frozenset(created))
         outer = getattr(self._sealing, "current", None)
         self._sealing.current = session
         try:
@@ -182,7 +189,7 @@ class MemberKeyring:
 
     def _key_sealed(self, subject: str, session: _Sealing) -> AESGCM:
         """The subject's stored key, or a new one listed for the command's transaction."""
-        raw = self._stored_key(subject)
+        raw = None if subject in session.created else self._stored_key(subject)
         if raw is not None:
             cipher = AESGCM(bytes(raw))
             self._remember(subject, cipher)

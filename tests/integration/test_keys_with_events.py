@@ -112,3 +112,41 @@ def test_a_command_racing_another_process_is_decided_again(store: Store, databas
     assert raced and raced[0].answer["member_id"] == subject
     assert _rows(store, KEYS_TABLE, subject) == 1, "one key: the other process's"
     assert _phone_as_stored(database_url, UUID(subject)) == PHONE
+
+
+def test_a_new_member_costs_no_look_for_a_key(
+    store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger tells the sealing which subjects its events create: on a command's
+    first attempt their keys are made without a statement looking for one."""
+    looked: list[str] = []
+    look = store.keyring._stored_key
+
+    def counted(subject: str) -> bytes | None:
+        looked.append(subject)
+        return look(subject)
+
+    monkeypatch.setattr(store.keyring, "_stored_key", counted)
+    subject = _join(store, "ext-new", "r-new").answer["member_id"]
+    assert looked == []
+    assert _rows(store, KEYS_TABLE, subject) == 1
+    assert _phone_as_stored(database_url, UUID(subject)) == PHONE
+
+
+def test_a_key_stored_before_its_member_is_found_on_the_retry(
+    store: Store, database_url: str
+) -> None:
+    """A key committed outside a sealing by a save that then failed: the first attempt's
+    new key clashes with it, the retry looks, finds it and seals with it."""
+    subject = str(member_uuid(UnitOfWork(store.ledger), "ext-orphan"))
+    other = Store.open(database_url)  # another process, whose key this one has not seen
+    try:
+        assert other.keyring._key(subject, create=True) is not None  # outside a sealing
+    finally:
+        other.close()
+    assert _rows(store, KEYS_TABLE, subject) == 1
+
+    done = _join(store, "ext-orphan", "r-orphan")
+    assert done.answer["member_id"] == subject
+    assert _rows(store, KEYS_TABLE, subject) == 1, "the stored key, not a second one"
+    assert _phone_as_stored(database_url, UUID(subject)) == PHONE

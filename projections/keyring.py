@@ -199,6 +199,17 @@ class MemberKeyring:
         session.keys[subject] = AESGCM(new)
         return session.keys[subject]
 
+    def remember_stored(self, keys: dict[str, bytes]) -> None:
+        """Keys read with other rows in one statement (e.g. a member's with its events):
+        cached as if fetched here, now."""
+        if not keys:
+            return
+        fetched_at = time.monotonic()
+        ciphers = {subject: AESGCM(bytes(raw)) for subject, raw in keys.items()}
+        with self._lock:
+            for subject, cipher in ciphers.items():
+                self._keys[subject] = (cipher, fetched_at)
+
     def prefetch(self, subjects: Iterable[str]) -> None:
         """The keys of ``subjects`` not freshly cached, in one query per 500."""
         now = time.monotonic()

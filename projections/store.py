@@ -22,7 +22,7 @@ from domain.codes import KEY_ID_COUNT, CodeKey
 from domain.ledger import Ledger
 from projections.database import Database, parse_database_url, reading
 from projections.engine import Engine, Projection
-from projections.keyring import MemberKeyring
+from projections.keyring import KEYS_TABLE, MemberKeyring
 from projections.readings import Reading, every
 from projections.views import ViewStore
 from projections.wakeups import Notifications
@@ -187,8 +187,12 @@ def _uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
-def _events_lookup(ledger: Ledger, database: Database) -> Any:
-    """Many aggregates' stored events in one query (a command's reads in one round trip)."""
+def _events_lookup(ledger: Ledger, database: Database, keyring: MemberKeyring) -> Any:
+    """Many aggregates' stored events in one query (a command's reads in one round trip).
+
+    PostgreSQL: with each aggregate's key, where it is the subject of its own personal
+    fields (a member), so that decoding the member's events asks for no key again: a
+    scan by a known member cost a statement for it."""
     datastore: Any = ledger.recorder.datastore  # type: ignore[attr-defined]
     table: str = ledger.recorder.events_table_name  # type: ignore[attr-defined]
 
@@ -216,20 +220,25 @@ def _events_lookup(ledger: Ledger, database: Database) -> Any:
 
         return sqlite_events
 
+    statement = (
+        "SELECT e.originator_id, e.originator_version, e.topic, e.state, k.key "
+        f"FROM {table} e LEFT JOIN {KEYS_TABLE} k "
+        "ON e.originator_version = 1 AND k.subject = e.originator_id::text "
+        "WHERE e.originator_id = ANY(%s) ORDER BY e.originator_id, e.originator_version"
+    )
+
     def pg_events(ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
         with datastore.get_connection() as conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT originator_id, originator_version, topic, state "
-                f"FROM {table} WHERE originator_id = ANY(%s) "
-                "ORDER BY originator_id, originator_version",
-                (list(ids),),
-                prepare=True,
-            )
-            return grouped(
-                ((r["originator_id"], r["originator_version"], r["topic"], r["state"])
-                 for r in cur.fetchall()),
-                _uuid,
-            )  # fmt: skip
+            cur.execute(statement, (list(ids),), prepare=True)
+            rows = cur.fetchall()
+        keyring.remember_stored(
+            {str(r["originator_id"]): r["key"] for r in rows if r["key"] is not None}
+        )
+        return grouped(
+            ((r["originator_id"], r["originator_version"], r["topic"], r["state"])
+             for r in rows),
+            _uuid,
+        )  # fmt: skip
 
     return pg_events
 
@@ -315,10 +324,10 @@ class Store:
         guard = _InitialisationLock(database)  # tables are created once, not raced
         ledger = Ledger(database.eventsourcing_env(), clock=clock)
         ledger.position_of = _position_lookup(ledger, database)
-        ledger.select_many = _events_lookup(ledger, database)
         ledger.versions_of = _versions_lookup(ledger, database)
         secrets = Secrets(ledger, database)
         keyring = MemberKeyring(ledger.recorder.datastore, database.is_sqlite)  # type: ignore[attr-defined]
+        ledger.select_many = _events_lookup(ledger, database, keyring)
         ledger.mapper.field_cipher = keyring  # type: ignore[attr-defined]
         ledger.codebook = codebook(secrets, code_base_url, code_key_id)
         ledger.member_id_key = bytes.fromhex(secrets.get("member-id-key"))

@@ -150,3 +150,26 @@ def test_a_key_stored_before_its_member_is_found_on_the_retry(
     assert done.answer["member_id"] == subject
     assert _rows(store, KEYS_TABLE, subject) == 1, "the stored key, not a second one"
     assert _phone_as_stored(database_url, UUID(subject)) == PHONE
+
+
+def test_a_member_loads_with_its_key_in_one_statement_on_postgresql(
+    store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command's read of a member another process made: on PostgreSQL the key comes
+    with the events (no statement of its own); SQLite looks it up."""
+    subject = _join(store, "ext-known", "r-known").answer["member_id"]
+    other = Store.open(database_url)  # no key of this member in its cache
+    try:
+        looked: list[str] = []
+        look = other.keyring._stored_key
+
+        def counted(subject: str) -> bytes | None:
+            looked.append(subject)
+            return look(subject)
+
+        monkeypatch.setattr(other.keyring, "_stored_key", counted)
+        member = other.ledger.load_many([UUID(subject)])[UUID(subject)]
+        assert isinstance(member, Member) and member.phone == PHONE
+        assert looked == ([subject] if other.database.is_sqlite else [])
+    finally:
+        other.close()

@@ -114,7 +114,8 @@ class BulkLedger:
         if not self.dirty:
             return
         events = [e for aggregate in self.dirty.values() for e in aggregate.collect_events()]
-        self.saved += len(self.ledger.commit_events(events))
+        # every member it saves is new and tried once: no key to look for first
+        self.saved += len(self.ledger.commit_events(events, new_subjects_unkeyed=True))
         self.dirty.clear()
         self.pending = 0
 

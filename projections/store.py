@@ -187,6 +187,22 @@ def _uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
+def events_with_keys_statement(table: str) -> str:
+    """Aggregates' events (``%s``: their ids), each first event's row with the key of
+    the aggregate if it has one (PostgreSQL).
+
+    A subquery per first event, not a join: without statistics (a young table, or
+    autovacuum off) the planner hashed the whole key table for each read (7.7 ms at
+    10,000 members against 0.3 ms); a scalar subquery is one index probe."""
+    return (
+        "SELECT e.originator_id, e.originator_version, e.topic, e.state, "
+        f"CASE WHEN e.originator_version = 1 THEN (SELECT k.key FROM {KEYS_TABLE} k "
+        "WHERE k.subject = e.originator_id::text) END AS key "
+        f"FROM {table} e WHERE e.originator_id = ANY(%s) "
+        "ORDER BY e.originator_id, e.originator_version"
+    )
+
+
 def _events_lookup(ledger: Ledger, database: Database, keyring: MemberKeyring) -> Any:
     """Many aggregates' stored events in one query (a command's reads in one round trip).
 
@@ -220,16 +236,7 @@ def _events_lookup(ledger: Ledger, database: Database, keyring: MemberKeyring) -
 
         return sqlite_events
 
-    # A subquery per first event, not a join: without statistics (a young table, or
-    # autovacuum off) the planner hashed the whole key table for each read (7.7 ms at
-    # 10,000 members against 0.3 ms); a scalar subquery is always one index probe.
-    statement = (
-        "SELECT e.originator_id, e.originator_version, e.topic, e.state, "
-        f"CASE WHEN e.originator_version = 1 THEN (SELECT k.key FROM {KEYS_TABLE} k "
-        "WHERE k.subject = e.originator_id::text) END AS key "
-        f"FROM {table} e WHERE e.originator_id = ANY(%s) "
-        "ORDER BY e.originator_id, e.originator_version"
-    )
+    statement = events_with_keys_statement(table)
 
     def pg_events(ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
         with datastore.get_connection() as conn, conn.cursor() as cur:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
+import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError
 
@@ -16,7 +17,7 @@ from domain.handlers.members import member_uuid
 from domain.ledger import RequestKey, UnitOfWork
 from domain.members import Member
 from projections.keyring import BLIND_INDEX_TABLE, KEYS_TABLE
-from projections.store import Store
+from projections.store import Store, events_with_keys_statement
 
 PHONE = "13812345678"
 
@@ -173,3 +174,33 @@ def test_a_member_loads_with_its_key_in_one_statement_on_postgresql(
         assert looked == ([subject] if other.database.is_sqlite else [])
     finally:
         other.close()
+
+
+@pytest.mark.postgres
+def test_a_commands_read_probes_the_key_table_by_its_index(pg_url: str) -> None:
+    """With a key table of many members and no statistics (this server runs without
+    autovacuum), the read's generic plan still looks keys up by index, never by
+    reading the whole table (a hash join did, for each command)."""
+    store = Store.open(pg_url)
+    try:
+        table: str = store.ledger.recorder.events_table_name  # type: ignore[attr-defined]
+        conninfo = store.database.psycopg_conninfo()
+    finally:
+        store.close()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(
+            f"INSERT INTO {KEYS_TABLE} (subject, key) SELECT gen_random_uuid()::text, "
+            "sha256(i::text::bytea) FROM generate_series(1, 20000) AS i"
+        )
+        conn.execute(  # events of as many aggregates, three each (not through the ledger)
+            f"INSERT INTO {table} (originator_id, originator_version, topic, state) "
+            "SELECT u, v, 'siyu.Test.A', '{}'::bytea FROM (SELECT gen_random_uuid() AS u "
+            "FROM generate_series(1, 20000)) AS a, generate_series(1, 3) AS v"
+        )
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        statement = events_with_keys_statement(table).replace("%s", "$1")
+        conn.execute(f"PREPARE lookup(uuid[]) AS {statement}")
+        ids = ",".join(str(uuid4()) for _ in range(6))
+        plan = "\n".join(str(r[0]) for r in conn.execute(f"EXPLAIN EXECUTE lookup('{{{ids}}}')"))
+    assert f"Index Scan using {KEYS_TABLE}_pkey" in plan, plan
+    assert f"Seq Scan on {KEYS_TABLE}" not in plan, plan

@@ -48,12 +48,14 @@ class Notifications:
         try:
             self.listen()
             conn = self._conn
-            assert conn is not None
+            if conn is None:  # closed by another thread meanwhile
+                time.sleep(fallback_s)
+                return
             for _ in conn.notifies(timeout=timeout_s, stop_after=1):
                 self.received += 1
             for _ in conn.notifies(timeout=0):  # those of the same burst: one wake for all
                 self.received += 1
-        except psycopg.Error as e:
+        except Exception as e:  # a wait never stops the follower: it polls meanwhile
             log.warning("listening for new events failed (%s); polling meanwhile", e)
             self.close()
             time.sleep(fallback_s)

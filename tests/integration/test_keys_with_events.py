@@ -115,11 +115,9 @@ def test_a_command_racing_another_process_is_decided_again(store: Store, databas
     assert _phone_as_stored(database_url, UUID(subject)) == PHONE
 
 
-def test_a_new_member_costs_no_look_for_a_key(
-    store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The ledger tells the sealing which subjects its events create: on a command's
-    first attempt their keys are made without a statement looking for one."""
+def _key_looks(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The subjects whose key the store's keyring looks up by a statement of its own,
+    from now on (the real look-up still runs)."""
     looked: list[str] = []
     look = store.keyring._stored_key
 
@@ -128,6 +126,15 @@ def test_a_new_member_costs_no_look_for_a_key(
         return look(subject)
 
     monkeypatch.setattr(store.keyring, "_stored_key", counted)
+    return looked
+
+
+def test_a_new_member_costs_no_look_for_a_key(
+    store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger tells the sealing which subjects its events create: on a command's
+    first attempt their keys are made without a statement looking for one."""
+    looked = _key_looks(store, monkeypatch)
     subject = _join(store, "ext-new", "r-new").answer["member_id"]
     assert looked == []
     assert _rows(store, KEYS_TABLE, subject) == 1
@@ -161,14 +168,7 @@ def test_a_member_loads_with_its_key_in_one_statement_on_postgresql(
     subject = _join(store, "ext-known", "r-known").answer["member_id"]
     other = Store.open(database_url)  # no key of this member in its cache
     try:
-        looked: list[str] = []
-        look = other.keyring._stored_key
-
-        def counted(subject: str) -> bytes | None:
-            looked.append(subject)
-            return look(subject)
-
-        monkeypatch.setattr(other.keyring, "_stored_key", counted)
+        looked = _key_looks(other, monkeypatch)
         member = other.ledger.load_many([UUID(subject)])[UUID(subject)]
         assert isinstance(member, Member) and member.phone == PHONE
         assert looked == ([subject] if other.database.is_sqlite else [])

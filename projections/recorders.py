@@ -26,9 +26,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import ProgrammingError, StoredEvent
+from eventsourcing.persistence import (
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
@@ -120,6 +126,13 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             ids: Sequence[int] | None
             ids = super().insert_events(stored_events, side_writes=side_writes, **kwargs)
             return ids
+        positions: Sequence[int] = self._insert_in_one_statement(stored_events, writes)
+        return positions
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as eventsourcing's
+    def _insert_in_one_statement(
+        self, stored_events: Sequence[StoredEvent], writes: dict[str, list[tuple[Any, ...]]]
+    ) -> Sequence[int]:
         keys = writes.get(INSERT_KEY, [])
         index = writes.get(INSERT_INDEX, [])
         params = (

@@ -5,9 +5,12 @@ not eventsourcing's composite array, in one statement of its insert function).""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from uuid import uuid4
 
+import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
 
@@ -136,3 +139,32 @@ def test_other_rows_with_the_events_take_the_transaction_way(store: Store) -> No
     assert recorder.max_notification_id() == head
     rows = _sql(store, "SELECT n FROM test_side")
     assert [r[0] if store.database.is_sqlite else r["n"] for r in rows] == [7]
+
+
+@pytest.mark.postgres
+def test_a_save_outlives_a_dropped_connection(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The insert function is retried on a broken connection, as eventsourcing's own
+    insert is: a backend killed under the save costs a retry, not the command."""
+    store = Store.open(pg_url)
+    try:
+        datastore: Any = store.ledger.recorder.datastore  # type: ignore[attr-defined]
+        real = datastore.get_connection
+        killed: list[int] = []
+
+        @contextmanager
+        def first_one_killed(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            with real(*args, **kwargs) as conn:
+                if not killed:  # its server process ends before the save uses it
+                    killed.append(conn.info.backend_pid)
+                    with psycopg.connect(store.database.psycopg_conninfo()) as admin:
+                        admin.execute("SELECT pg_terminate_backend(%s, 5000)", (killed[0],))
+                yield conn
+
+        monkeypatch.setattr(datastore, "get_connection", first_one_killed)
+        event = StoredEvent(uuid4(), 1, "siyu.Test.A", b"{}")
+        positions = store.ledger.recorder.insert_events([event])
+        assert killed and positions is not None and len(positions) == 1
+        back = store.ledger.recorder.select_notifications(positions[0], 1)
+        assert [n.originator_id for n in back] == [event.originator_id]
+    finally:
+        store.close()

@@ -32,7 +32,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,8 +184,14 @@ class MemberKeyring:
         return cipher
 
     def _remember(self, subject: str, cipher: AESGCM | None) -> None:
+        self._remember_all({subject: cipher})
+
+    def _remember_all(self, ciphers: Mapping[str, AESGCM | None]) -> None:
+        """Cache these subjects' keys (None: no key, i.e. forgotten) as fetched now."""
+        fetched_at = time.monotonic()
         with self._lock:
-            self._keys[subject] = (cipher, time.monotonic())
+            for subject, cipher in ciphers.items():
+                self._keys[subject] = (cipher, fetched_at)
 
     def _key_sealed(self, subject: str, session: _Sealing) -> AESGCM:
         """The subject's stored key, or a new one listed for the command's transaction."""
@@ -202,13 +208,8 @@ class MemberKeyring:
     def remember_stored(self, keys: dict[str, bytes]) -> None:
         """Keys read with other rows in one statement (e.g. a member's with its events):
         cached as if fetched here, now."""
-        if not keys:
-            return
-        fetched_at = time.monotonic()
-        ciphers = {subject: AESGCM(bytes(raw)) for subject, raw in keys.items()}
-        with self._lock:
-            for subject, cipher in ciphers.items():
-                self._keys[subject] = (cipher, fetched_at)
+        if keys:
+            self._remember_all({subject: AESGCM(bytes(raw)) for subject, raw in keys.items()})
 
     def prefetch(self, subjects: Iterable[str]) -> None:
         """The keys of ``subjects`` not freshly cached, in one query per 500."""
@@ -232,10 +233,8 @@ class MemberKeyring:
                 )
                 for r in rows
             }
-            fetched_at = time.monotonic()
-            with self._lock:
-                for subject in chunk:  # absent: forgotten (its key destroyed)
-                    self._keys[subject] = (found.get(subject), fetched_at)
+            # absent: forgotten (its key destroyed)
+            self._remember_all({subject: found.get(subject) for subject in chunk})
 
     def encrypt_fields(self, event_cls: type, state: dict[str, Any]) -> None:
         subject = state.get(getattr(event_cls, "subject_field", ""))
@@ -333,8 +332,7 @@ class MemberKeyring:
             existed = cur.fetchone() is not None
             cur.execute(f"DELETE FROM {KEYS_TABLE} WHERE subject = {p}", (subject,))
             cur.execute(f"DELETE FROM {BLIND_INDEX_TABLE} WHERE subject = {p}", (subject,))
-        with self._lock:
-            self._keys[subject] = (None, time.monotonic())
+        self._remember(subject, None)
         self._purge_remnants()
         return existed
 

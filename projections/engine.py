@@ -60,6 +60,10 @@ class Projection(Protocol):
     # what it folded in ``tx.memo``, check invariants). A batch is one transaction.
     # Every ``prepare`` runs before any model applies the batch, so it reads only its own
     # tables (not, e.g., partner paths the partners model may add in this batch).
+    # Optional, per batch: ``check(tx)`` once every read model has applied and written the
+    # batch, before the commit: invariants read back from the tables. Read earlier (in
+    # ``finish``), such a read waits for every write queued before it to be executed
+    # while the interpreter idles; here it waits no longer than the commit would.
     # Optional: ``follows``, the names of read models whose tables it reads (e.g. the
     # partners' paths). An engine that does not run one of them itself stops each batch
     # before the first event of that model's topics it has not applied yet (projection
@@ -314,6 +318,10 @@ class Engine:
             # Its writes go out now: the database works on them while the next read
             # model is computed (pipeline mode), not all of them at commit.
             tx.flush()
+        for p in self.projections:
+            check = getattr(p, "check", None)
+            if check is not None and batches[p.name]:
+                check(tx)
 
     def catch_up(
         self, until: int | None = None, on_progress: Callable[[Progress], None] | None = None

@@ -120,19 +120,23 @@ class MembersView:
             _lowest(tx)  # read before the batch's writes: no wait for them
 
     def finish(self, tx: Tx) -> None:
-        """Each touched member's position, and the points invariant of each member whose
-        points, growth or debt moved, once per batch (one statement each, not one per
-        event)."""
-        moved = _write_moved(tx)
+        """Each touched member's position, once per batch (one statement, not one per
+        event); the members whose points, growth or debt moved, for ``check``."""
+        tx.memo[CHECKED_MEMO] = _write_moved(tx)
         positions: dict[str, int] = tx.memo.pop("members.position", {})
         tx.executemany(
             "UPDATE members SET position = ? WHERE member_id = ?",
             [(position, member) for member, position in positions.items()],
         )
-        _check_all(tx, moved)
+
+    def check(self, tx: Tx) -> None:
+        """The points invariant of each member the batch moved (one statement), once every
+        read model has written the batch: the read waits only as long as the commit would."""
+        _check_all(tx, tx.memo.pop(CHECKED_MEMO, set()))
 
 
 MOVED_MEMO = "members.moved"  # member -> [points, growth, debt, last earned at]
+CHECKED_MEMO = "members.checked"  # the members whose points invariant the batch checks
 
 
 def _lowest(tx: Tx) -> str:

@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
 
 from projections.keyring import BLIND_INDEX_TABLE, INSERT_INDEX, INSERT_KEY, KEYS_TABLE
 from projections.recorders import INSERT_FUNCTION
@@ -166,5 +167,46 @@ def test_a_save_outlives_a_dropped_connection(pg_url: str, monkeypatch: pytest.M
         assert killed and positions is not None and len(positions) == 1
         back = store.ledger.recorder.select_notifications(positions[0], 1)
         assert [n.originator_id for n in back] == [event.originator_id]
+    finally:
+        store.close()
+
+
+def test_pages_of_the_log_are_eventsourcings_on_postgresql(pg_url: str) -> None:
+    """The recorder reads pages its own way (binary rows, no dataclass ``__init__``): every
+    kind of page (from a start or none, inclusive or not, to a stop, of some topics, up
+    to a limit) is the one eventsourcing's ``select_notifications`` gives, field by field."""
+    store = Store.open(pg_url)
+    try:
+        recorder = store.ledger.recorder
+        assert (
+            type(recorder).select_notifications
+            is not PostgresApplicationRecorder.select_notifications
+        )
+        ids = [uuid4(), uuid4(), uuid4()]
+        events = [
+            StoredEvent(ids[i % 3], i // 3 + 1, f"siyu.Test.Topic{i % 4}", state + bytes([i]))
+            for i, state in enumerate(AWKWARD * 6)
+        ]
+        positions = recorder.insert_events(events)
+        assert positions is not None
+        first, last = positions[0], positions[-1]
+        pages: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+            ((None, 1000), {}),
+            ((first, 1000), {}),
+            ((first, 1000), {"inclusive_of_start": False}),
+            ((first + 3, 5), {}),
+            ((first, 1000), {"stop": first + 7}),
+            ((first, 4), {"stop": first + 7, "inclusive_of_start": False}),
+            ((first, 1000), {"topics": ["siyu.Test.Topic1", "siyu.Test.Topic3"]}),
+            ((None, 1000), {"stop": last, "topics": ("siyu.Test.Topic2",)}),
+            ((last + 1, 10), {}),
+        ]
+        for args, kwargs in pages:
+            ours = recorder.select_notifications(*args, **kwargs)
+            theirs = PostgresApplicationRecorder.select_notifications(recorder, *args, **kwargs)
+            assert ours == theirs, (args, kwargs)
+            assert [vars(n) for n in ours] == [vars(n) for n in theirs]
+            assert all(type(n.state) is bytes and type(n.originator_id) is UUID for n in ours)
+        assert len(recorder.select_notifications(first, 1000)) == len(events)
     finally:
         store.close()

@@ -180,6 +180,15 @@ class Engine:
         chosen = [positions.get(p.name, 0) for p in self.projections if name in (None, p.name)]
         return min(chosen) if chosen else 0
 
+    def _readers_of(self, topic: str) -> tuple[Projection, ...]:
+        """The read models that read ``topic``, in the engine's order."""
+        readers = self._readers.get(topic)
+        if readers is None:
+            readers = self._readers[topic] = tuple(
+                p for p in self.projections if not p.topics or topic in p.topics
+            )
+        return readers
+
     def run_batch(self, until: int | None = None) -> int:
         """Apply the next batch of events; returns how many notifications were read (0 also
         while ``waiting_for`` names a followed read model that has an event to apply first)."""
@@ -271,35 +280,39 @@ class Engine:
         behind = {p.name: positions.get(p.name, 0) for p in self.projections}
         # Usually every read model is behind the whole batch; one that is not (a rebuilt
         # one caught up alone, a worker's share) has each event checked against its position.
-        ahead = [p.name for p in self.projections if behind[p.name] >= notifications[0].id]
-        work: list[tuple[Notification, Sequence[Projection]]] = []
+        ahead = any(behind[p.name] >= notifications[0].id for p in self.projections)
+        # Each read model's events of the batch, in log order. A topic's route (the lists
+        # of the read models that take its events as stored, and of those that take them
+        # decoded) is worked out once per batch, not per event and reader.
+        batches: dict[str, list[tuple[Any, int]]] = {p.name: [] for p in self.projections}
+        routes: dict[str, tuple[list[list[tuple[Any, int]]], list[list[tuple[Any, int]]]]] = {}
+        work: list[tuple[Notification, list[list[tuple[Any, int]]]]] = []  # still to decode
         for n in notifications:
-            readers = self._readers.get(n.topic)
-            if readers is None:
-                readers = self._readers[n.topic] = tuple(
-                    p for p in self.projections if not p.topics or n.topic in p.topics
+            route = routes.get(n.topic)
+            if route is None or ahead:
+                readers = self._readers_of(n.topic)
+                if ahead:
+                    readers = tuple(p for p in readers if n.id > behind[p.name])
+                route = (
+                    [batches[p.name] for p in readers if p.name in self._reads_stored],
+                    [batches[p.name] for p in readers if p.name not in self._reads_stored],
                 )
-            if ahead:
-                readers = tuple(p for p in readers if n.id > behind[p.name])
-            if readers:
-                work.append((n, readers))
-        stored_only = self._reads_stored
+                if not ahead:
+                    routes[n.topic] = route
+            stored, decoded = route
+            for batch in stored:  # e.g. the hash chain: the bytes exactly as stored
+                batch.append((n, n.id))
+            if decoded:
+                work.append((n, decoded))
         prefetch = getattr(self.mapper, "prefetch_keys", None)
         if prefetch is not None:  # the members' keys the batch decrypts with, at once
-            prefetch(n for n, ps in work if any(p.name not in stored_only for p in ps))
-        # Decoded once, whoever reads them; each read model gets its events in log order.
-        batches: dict[str, list[tuple[Any, int]]] = {p.name: [] for p in self.projections}
+            prefetch(n for n, _ in work)
+        # Decoded once, whoever reads them.
         decode = self.mapper.to_domain_event
-        for n, interested in work:
-            event: Any = None
-            for p in interested:
-                if p.name in stored_only:
-                    # e.g. the hash chain: it needs the bytes exactly as stored, not a decoding
-                    batches[p.name].append((n, n.id))
-                    continue
-                if event is None:
-                    event = decode(n)
-                batches[p.name].append((event, n.id))
+        for n, decoded in work:
+            item = (decode(n), n.id)
+            for batch in decoded:
+                batch.append(item)
         # Every read model reads what it needs first, before any write of the batch: a read
         # waits for the writes queued before it in the pipeline.
         for p in self.projections:

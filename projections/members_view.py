@@ -121,9 +121,10 @@ class MembersView:
 
     def finish(self, tx: Tx) -> None:
         """Each touched member's position, once per batch (one statement, not one per
-        event); the members whose points, growth or debt moved, for ``check``."""
-        tx.memo[CHECKED_MEMO] = _write_moved(tx)
+        event), with the sums of the members whose points, growth or debt moved (one
+        new row version each, not two); those members are ``check``ed."""
         positions: dict[str, int] = tx.memo.pop("members.position", {})
+        tx.memo[CHECKED_MEMO] = _write_moved(tx, positions)
         tx.executemany(
             "UPDATE members SET position = ? WHERE member_id = ?",
             [(position, member) for member, position in positions.items()],
@@ -305,13 +306,14 @@ def _moved(
         sums[3] = earned_at  # the batch's last, as writing each in turn would leave
 
 
-def _write_moved(tx: Tx) -> set[str]:
-    """The batch's sums written; the members they moved."""
+def _write_moved(tx: Tx, positions: dict[str, int]) -> set[str]:
+    """The batch's sums written, each with its member's position (taken out of
+    ``positions``, which every member an event moved is in); the members they moved."""
     moved: dict[str, list[Any]] = tx.memo.pop(MOVED_MEMO, {})
     tx.executemany(
         "UPDATE members SET points = points + ?, growth = growth + ?, debt = debt + ?, "
-        "last_earned_at = COALESCE(?, last_earned_at) WHERE member_id = ?",
-        [(p, g, d, at, member) for member, (p, g, d, at) in moved.items()],
+        "last_earned_at = COALESCE(?, last_earned_at), position = ? WHERE member_id = ?",
+        [(p, g, d, at, positions.pop(member), member) for member, (p, g, d, at) in moved.items()],
     )
     return set(moved)
 

@@ -58,3 +58,27 @@ def test_a_broken_points_invariant_fails_the_whole_batch(store: Store) -> None:
     assert _count(store, "SELECT points FROM members WHERE member_id = ?", member_id) == 13
     assert _count(store, entries, member_id) == 2
     assert store.engine.position() == store.head
+
+
+def test_each_member_row_carries_its_last_events_position(store: Store) -> None:
+    """A member whose points moved gets its sums and its position in one update; one whose
+    points did not move, its position alone: both end at their own last event."""
+    earner = Member.join(uuid4(), "scan", None, None, by="test", at=T0)
+    earner.earn("lot-1", 4, "scan", "a scan", by="test", at=T0)
+    binder = Member.join(uuid4(), "scan", None, None, by="test", at=T0)
+    binder.bind("S-1", "first scan", by="test", at=T0)
+    store.ledger.save(earner, binder)
+    earner.earn("lot-2", 6, "scan", "another scan", by="test", at=T0)
+    store.ledger.save(earner)
+    store.engine.catch_up()
+
+    def last_position(member: Member) -> int:
+        position = store.ledger.position_of(member.id, member.version)
+        assert position is not None
+        return position
+
+    row = "SELECT points, position FROM members WHERE member_id = ?"
+    with store.views.read() as tx:
+        assert tx.fetchone(row, (str(earner.id),)) == (10, last_position(earner))
+        assert tx.fetchone(row, (str(binder.id),)) == (0, last_position(binder))
+    assert last_position(earner) == store.head

@@ -27,18 +27,20 @@ P = TypeVar("P", bound=Projection)
 
 WORKERS_MAX = 8
 COST: dict[str, int] = {
-    # Measured (make bench's bulk store, 30,000 events, PostgreSQL): each read model's
-    # catch-up beside the partner directory, less the directory's alone (0.27 s: reading
-    # and decoding the log), in units of about 0.07 s.
-    "trace": 10,
-    "members": 6,
-    "dashboard_4r": 6,
-    "chain": 4,
-    "time_index": 4,
-    "inventory": 3,
+    # Measured (round 10, a 202k-event bulk store from make bench's loader, PostgreSQL):
+    # the CPU (the worker's interpreter and its PostgreSQL backend together) of each read
+    # model's catch-up of 60,000 events beside the partner directory, less the
+    # directory's alone (0.9 s: start-up, reading and decoding the log), in units of
+    # about 0.07 s; two runs each.
+    "trace": 20,
+    "dashboard_4r": 10,
+    "members": 8,
+    "chain": 7,
+    "time_index": 5,
+    "inventory": 5,
     "ledger": 3,
-    "points_history": 2,
-    "sell_through": 2,
+    "points_history": 3,
+    "sell_through": 1,
     "orders": 1,
     "loyalty_programs": 1,
     "alerts": 1,

@@ -1,7 +1,9 @@
-"""Litestar dependencies: the services, the calling principal, ``min_position``."""
+"""Litestar dependencies: the services, the calling principal (or the caller, for a
+handler that checks it in its worker thread), ``min_position``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Request
@@ -29,14 +31,37 @@ def provide_services(state: State) -> Services:
 async def provide_principal(
     request: Request[Any, Any, Any], services: NamedDependency[Services]
 ) -> Principal:
+    """For a handler on the event loop: the token checked there (an async reading)."""
     return await services.principal_async(request.headers.get("authorization"))
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """For a handler in a worker thread (``sync_to_thread=True``): the caller's token,
+    checked by ``principal()`` in that thread on the store's own (synchronous) driver.
+    The handler goes to a thread anyway; checking the token first on the event loop cost
+    an asynchronous round trip there (about a fifth of an API process's interpreter time
+    in a scan; see docs/performance.md, round 10)."""
+
+    services: Services
+    authorization: str | None
+
+    def principal(self) -> Principal:
+        """The authenticated principal (NotAuthenticated: 401), checked now."""
+        return self.services.principal_for(self.authorization)
+
+
+def provide_caller(request: Request[Any, Any, Any], services: NamedDependency[Services]) -> Caller:
+    return Caller(services, request.headers.get("authorization"))
 
 
 DEPENDENCIES = {
     "services": Provide(provide_services, sync_to_thread=False),
     "principal": Provide(provide_principal),
+    "caller": Provide(provide_caller, sync_to_thread=False),
 }
 
 
 ServicesDep = NamedDependency[Services]
 PrincipalDep = NamedDependency[Principal]
+CallerDep = NamedDependency[Caller]

@@ -14,7 +14,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 
 from api.audit import Audit
-from api.deps import Limit, MinPosition, PrincipalDep, ServicesDep
+from api.deps import CallerDep, Limit, MinPosition, PrincipalDep, ServicesDep
 from api.services import page_limit, parse_time
 from domain.errors import NotFound
 from domain.principal import Principal, Role
@@ -59,13 +59,14 @@ class AuditController(Controller):
     @get("/digest", sync_to_thread=True, summary="The latest signed checkpoint of the chain")
     def digest(
         self,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         audit: AuditDep,
         head: Annotated[
             bool, QueryParameter(required=False, description="sign one at the chain's head")
         ] = False,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         _readers_only(principal)
         views = services.store.views
         with views.read() as tx:
@@ -83,7 +84,8 @@ class AuditController(Controller):
         return audit.watch.status()
 
     @post("/verifications", status_code=200, sync_to_thread=True, summary="Verify now (HQ)")
-    def verify_now(self, principal: PrincipalDep, audit: AuditDep) -> dict[str, Any]:
+    def verify_now(self, caller: CallerDep, audit: AuditDep) -> dict[str, Any]:
+        principal = caller.principal()
         principal.require(Role.HQ)
         audit.watch.run_now()
         return audit.watch.status()
@@ -91,13 +93,14 @@ class AuditController(Controller):
     @get("/reads", sync_to_thread=True, summary="Who read partner or member data, and when")
     def reads(
         self,
-        principal: PrincipalDep,
+        caller: CallerDep,
         audit: AuditDep,
         limit: Limit,
         after: After = None,
         role: Annotated[str | None, QueryParameter(max_length=20, required=False)] = None,
         partner: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         _readers_only(principal)
         size = page_limit(limit)
         audit.writer.flush()  # this process's reads so far are listed
@@ -111,8 +114,9 @@ class EventFeedController(Controller):
 
     @get("/", sync_to_thread=True, summary="Every event in position order (masked)")
     def feed(
-        self, principal: PrincipalDep, services: ServicesDep, limit: Limit, after: After = None
+        self, caller: CallerDep, services: ServicesDep, limit: Limit, after: After = None
     ) -> dict[str, Any]:
+        principal = caller.principal()
         _readers_only(principal)
         size = page_limit(limit)
         store = services.store
@@ -129,12 +133,13 @@ class AggregateController(Controller):
         self,
         type_name: Annotated[str, PathParameter(max_length=TYPE_NAME_LENGTH_MAX)],
         key: KeyPath,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
         version: Annotated[int | None, QueryParameter(ge=1, required=False)] = None,
         as_of: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         _readers_only(principal)
         at = None if as_of is None else parse_time(as_of, "as_of")
         services.await_view("time_index", min_position)
@@ -147,11 +152,12 @@ class AggregateController(Controller):
         self,
         type_name: Annotated[str, PathParameter(max_length=TYPE_NAME_LENGTH_MAX)],
         key: KeyPath,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         limit: Limit,
         after_version: Annotated[int | None, QueryParameter(ge=0, required=False)] = None,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         _readers_only(principal)
         size = min(page_limit(limit), EVENTS_PER_PAGE_MAX)
         store = services.store

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from litestar import Controller, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from api.deps import Cursor, Limit, MinPosition, PrincipalDep, ServicesDep
+from api.deps import CallerDep, Cursor, Limit, MinPosition, PrincipalDep, ServicesDep
 from api.money import reconciliation_report, settle_now
 from api.money_schemas import WithdrawalDecisionIn, WithdrawalIn, WithdrawalPaymentIn
 from api.routes.partners import written
@@ -89,7 +89,7 @@ class PartnerMoneyController(Controller):
     def statement(
         self,
         code: CodePath,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
         limit: Limit,
@@ -99,6 +99,7 @@ class PartnerMoneyController(Controller):
         ] = None,
         end: Annotated[str | None, QueryParameter(name="to", max_length=40, required=False)] = None,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         start_at, end_at = parse_period_bound(start, "from"), parse_period_bound(end, "to")
         if start_at is not None and end_at is not None and end_at < start_at:
             raise InvalidInput.field("to", "the period ends before it starts")
@@ -125,9 +126,10 @@ class PartnerMoneyController(Controller):
         self,
         code: CodePath,
         data: JSONBody[WithdrawalIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         outcome = settlement.request_withdrawal(
             services.store.ledger, principal, code, data.withdrawal_id, data.amount
         )
@@ -140,9 +142,10 @@ class PartnerMoneyController(Controller):
         code: CodePath,
         withdrawal_id: WithdrawalPath,
         data: JSONBody[WithdrawalDecisionIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         outcome = settlement.decide_withdrawal(
             services.store.ledger,
             principal,
@@ -160,9 +163,10 @@ class PartnerMoneyController(Controller):
         code: CodePath,
         withdrawal_id: WithdrawalPath,
         data: JSONBody[WithdrawalPaymentIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         outcome = settlement.pay_withdrawal(
             services.store.ledger, principal, code, withdrawal_id, data.payout_ref
         )
@@ -170,8 +174,9 @@ class PartnerMoneyController(Controller):
 
     @get("/{code:str}/withdrawals", sync_to_thread=True, summary="Withdrawals (write side)")
     def withdrawals(
-        self, code: CodePath, principal: PrincipalDep, services: ServicesDep
+        self, code: CodePath, caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         _partner_in_scope(services, principal, code)
         found = UnitOfWork(services.store.ledger).find(PayoutAccount, payout_account_id(code))
         if found is None:
@@ -186,7 +191,7 @@ class ReconciliationController(Controller):
     @get("/", sync_to_thread=True, summary="Reconciliation report for a period (HQ, auditor)")
     def report(
         self,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
         start: Annotated[
@@ -194,6 +199,7 @@ class ReconciliationController(Controller):
         ] = None,
         end: Annotated[str | None, QueryParameter(name="to", max_length=40, required=False)] = None,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         principal.require(Role.HQ, Role.AUDITOR)
         start_at, end_at = parse_period_bound(start, "from"), parse_period_bound(end, "to")
         services.await_view("ledger", min_position)
@@ -206,7 +212,8 @@ class SettlementController(Controller):
     tags = ["balances"]
 
     @post("/", status_code=200, sync_to_thread=True, summary="Run settlement now (HQ)")
-    def run(self, principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
+    def run(self, caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
+        principal = caller.principal()
         principal.require(Role.HQ)
         report = settle_now(services.store)
         return {

@@ -11,7 +11,7 @@ from litestar import Controller, MediaType, Response, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
-from api.deps import PrincipalDep, ServicesDep
+from api.deps import CallerDep, ServicesDep
 from api.routes.partners import written
 from api.schemas import CodeBatchIn, ProductIn
 from domain.batches import CodeBatch, CodeLevel
@@ -35,8 +35,9 @@ class ProductController(Controller):
 
     @post("/", status_code=201, sync_to_thread=True, summary="List a product (HQ)")
     def create(
-        self, data: JSONBody[ProductIn], principal: PrincipalDep, services: ServicesDep
+        self, data: JSONBody[ProductIn], caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         principal.require(Role.HQ)
         spec = ProductSpec(
             data.sku,
@@ -53,9 +54,10 @@ class ProductController(Controller):
     def read(
         self,
         sku: Annotated[str, PathParameter(max_length=40)],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        caller.principal()  # any authenticated caller
         product = UnitOfWork(services.store.ledger).find(Product, product_id(sku))
         if product is None:
             raise NotFound(f"unknown sku {sku}", code="unknown_sku")
@@ -76,8 +78,9 @@ class CodeBatchController(Controller):
 
     @post("/", status_code=201, sync_to_thread=True, summary="Issue a batch of codes")
     def issue(
-        self, data: JSONBody[CodeBatchIn], principal: PrincipalDep, services: ServicesDep
+        self, data: JSONBody[CodeBatchIn], caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         principal.require(Role.HQ, Role.FACTORY)
         outcome = catalog.issue_batch(
             services.store.ledger,
@@ -99,9 +102,10 @@ class CodeBatchController(Controller):
     def codes(
         self,
         batch: Annotated[str, PathParameter(max_length=64)],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> Stream:
+        principal = caller.principal()
         principal.require(Role.HQ, Role.FACTORY)
         found = _batch(services, batch)
         rows = _csv_rows(services, found)
@@ -115,11 +119,12 @@ class CodeBatchController(Controller):
     def sheet(
         self,
         batch: Annotated[str, PathParameter(max_length=64)],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         start: Annotated[int, QueryParameter(ge=0, required=False)] = 0,
         count: Annotated[int, QueryParameter(ge=1, le=SHEET_CODES_MAX, required=False)] = 48,
     ) -> Response[str]:
+        principal = caller.principal()
         principal.require(Role.HQ, Role.FACTORY)
         found = _batch(services, batch)
         if start >= found.count:
@@ -187,20 +192,22 @@ class QrController(Controller):
     def svg(
         self,
         code: Annotated[str, PathParameter(max_length=40)],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         scale: Annotated[int, QueryParameter(ge=1, le=QR_SCALE_MAX, required=False)] = 4,
     ) -> Response[bytes]:
+        principal = caller.principal()
         return _qr_image(services, principal, code, "svg", scale)
 
     @get("/{code:str}/qr.png", sync_to_thread=True, summary="QR image of a code (PNG)")
     def png(
         self,
         code: Annotated[str, PathParameter(max_length=40)],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         scale: Annotated[int, QueryParameter(ge=1, le=QR_SCALE_MAX, required=False)] = 4,
     ) -> Response[bytes]:
+        principal = caller.principal()
         return _qr_image(services, principal, code, "png", scale)
 
 

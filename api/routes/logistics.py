@@ -7,7 +7,7 @@ from typing import Any
 from litestar import post
 from litestar.params import JSONBody
 
-from api.deps import PrincipalDep, ServicesDep
+from api.deps import CallerDep, ServicesDep
 from api.schemas import LogisticsIn
 from domain.handlers.logistics import record_movements
 from domain.logistics import Action, Movement
@@ -21,8 +21,9 @@ from domain.logistics import Action, Movement
     summary="Record logistics events (atomic batch)",
 )
 def logistics(
-    data: JSONBody[LogisticsIn], principal: PrincipalDep, services: ServicesDep
+    data: JSONBody[LogisticsIn], caller: CallerDep, services: ServicesDep
 ) -> dict[str, Any]:
+    principal = caller.principal()
     movements = [
         Movement(e.event_id, Action(e.action), tuple(e.codes), e.parent, e.to) for e in data.events
     ]

@@ -15,7 +15,7 @@ from uuid import UUID
 from litestar import Controller, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from api.deps import Limit, MinPosition, PrincipalDep, ServicesDep
+from api.deps import CallerDep, Limit, MinPosition, ServicesDep
 from api.loyalty_schemas import (
     AdjustmentIn,
     CampaignIn,
@@ -128,11 +128,12 @@ class MemberController(Controller):
     def read(
         self,
         external_id: ExternalId,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
         as_of: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         at = None if as_of is None else parse_time(as_of, "as_of")
         record = visible_member(services, principal, external_id, min_position)
         if at is not None:
@@ -166,12 +167,13 @@ class MemberController(Controller):
     def history(
         self,
         external_id: ExternalId,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
         limit: Limit,
         after: AfterQuery = None,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         size = page_limit(limit)
         record = visible_member(services, principal, external_id, min_position)
         services.await_view("points_history", min_position)
@@ -184,10 +186,11 @@ class MemberController(Controller):
     def tasks(
         self,
         external_id: ExternalId,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         record = visible_member(services, principal, external_id, min_position)
         with services.store.views.read() as tx:
             items = member_tasks(tx, record["member_id"])
@@ -198,9 +201,10 @@ class MemberController(Controller):
         self,
         external_id: ExternalId,
         data: JSONBody[RedemptionIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         return written(
             members.redeem(
                 services.store.ledger,
@@ -217,9 +221,10 @@ class MemberController(Controller):
         self,
         external_id: ExternalId,
         data: JSONBody[AdjustmentIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         return written(
             members.adjust(
                 services.store.ledger,
@@ -237,9 +242,10 @@ class MemberController(Controller):
         self,
         external_id: ExternalId,
         data: JSONBody[DrawIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         return written(
             draws.draw(
                 services.store.ledger,
@@ -257,9 +263,10 @@ class MemberController(Controller):
         self,
         external_id: ExternalId,
         data: JSONBody[RebindingIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         return written(
             members.rebind(
                 services.store.ledger,
@@ -276,9 +283,10 @@ class MemberController(Controller):
         self,
         external_id: ExternalId,
         data: JSONBody[TagsIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         return written(
             members.tag(services.store.ledger, principal, external_id, data.change_id, data.tags)
         )
@@ -288,9 +296,10 @@ class MemberController(Controller):
         self,
         external_id: ExternalId,
         data: JSONBody[ContactIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         return written(
             members.update_contact(
                 services.store.ledger,
@@ -307,9 +316,10 @@ class MemberController(Controller):
         self,
         external_id: ExternalId,
         data: JSONBody[DistributorLinkIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         return written(
             members.enrol_distributor(services.store.ledger, principal, external_id, data.partner)
         )
@@ -323,8 +333,9 @@ class LoyaltyPolicyController(Controller):
 
     @post("/tier-policies", status_code=201, sync_to_thread=True)
     def publish_tiers(
-        self, data: JSONBody[TierPolicyIn], principal: PrincipalDep, services: ServicesDep
+        self, data: JSONBody[TierPolicyIn], caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         tiers = tuple(Tier(t.name, t.threshold, t.multiplier_bp, t.discount_bp) for t in data.tiers)
         return written(
             publish_tier_policy(
@@ -333,40 +344,46 @@ class LoyaltyPolicyController(Controller):
         )
 
     @get("/tier-policies/current", sync_to_thread=True)
-    def tier_policy(self, principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
+    def tier_policy(self, caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
+        principal = caller.principal()
         del principal
         return current_tiers(UnitOfWork(services.store.ledger)).as_data()
 
     @post("/point-rules", status_code=201, sync_to_thread=True)
     def publish_rules(
-        self, data: JSONBody[PointRulesIn], principal: PrincipalDep, services: ServicesDep
+        self, data: JSONBody[PointRulesIn], caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         spec = PointRuleSet(
             0, data.points_per_yuan, data.daily_cap, tuple(sorted(data.sku_points.items()))
         )
         return written(publish_point_rules(services.store.ledger, principal, data.rules_id, spec))
 
     @get("/point-rules/current", sync_to_thread=True)
-    def point_rules(self, principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
+    def point_rules(self, caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
+        principal = caller.principal()
         del principal
         return current_rules(UnitOfWork(services.store.ledger)).as_data()
 
     @post("/member-tasks", status_code=201, sync_to_thread=True)
     def member_task(
-        self, data: JSONBody[TaskIn], principal: PrincipalDep, services: ServicesDep
+        self, data: JSONBody[TaskIn], caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         return written(publish_task(services.store.ledger, principal, _task(data, "member")))
 
     @post("/clerk-tasks", status_code=201, sync_to_thread=True)
     def clerk_task(
-        self, data: JSONBody[TaskIn], principal: PrincipalDep, services: ServicesDep
+        self, data: JSONBody[TaskIn], caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         return written(publish_task(services.store.ledger, principal, _task(data, "clerk")))
 
     @get("/tasks", sync_to_thread=True, summary="Tasks HQ published")
     def tasks(
-        self, principal: PrincipalDep, services: ServicesDep, min_position: MinPosition
+        self, caller: CallerDep, services: ServicesDep, min_position: MinPosition
     ) -> dict[str, Any]:
+        principal = caller.principal()
         del principal
         services.await_view("loyalty_programs", min_position)
         with services.store.views.read() as tx:
@@ -375,11 +392,12 @@ class LoyaltyPolicyController(Controller):
     @get("/clerk-tasks/progress", sync_to_thread=True, summary="Clerk task progress in scope")
     def clerk_progress(
         self,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
         task_id: Annotated[str | None, QueryParameter(max_length=64, required=False)] = None,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         services.await_view("loyalty_programs", min_position)
         scope = None if principal.sees_everything else principal.path
         with services.store.views.read() as tx:
@@ -387,8 +405,9 @@ class LoyaltyPolicyController(Controller):
 
     @post("/distributor-levels", status_code=201, sync_to_thread=True)
     def publish_levels(
-        self, data: JSONBody[LevelsIn], principal: PrincipalDep, services: ServicesDep
+        self, data: JSONBody[LevelsIn], caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         levels = tuple(
             Level(
                 lv.name,
@@ -403,10 +422,11 @@ class LoyaltyPolicyController(Controller):
     def standing(
         self,
         code: Annotated[str, PathParameter(max_length=40)],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         services.await_view("loyalty_programs", min_position)
         with services.store.views.read() as tx:
             partner = get_partner(tx, code)
@@ -421,11 +441,12 @@ class LoyaltyPolicyController(Controller):
     @get("/tiers/distribution", sync_to_thread=True, summary="Members per tier in scope")
     def tier_mix(
         self,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
         partner: PartnerQuery = None,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         path = _scope_path(services, principal, partner)
         services.await_view("members", min_position)
         with services.store.views.read() as tx:
@@ -435,13 +456,14 @@ class LoyaltyPolicyController(Controller):
     @get("/dashboard/4r", sync_to_thread=True, summary="The 4R dashboard (docs/4r.md)")
     def four_r(
         self,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
         partner: PartnerQuery = None,
         from_: Annotated[date | None, QueryParameter(name="from", required=False)] = None,
         to: DayQuery = None,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         if principal.role not in (Role.HQ, Role.AUDITOR, Role.DEALER):
             raise NotFound("the 4R dashboard is for HQ and dealers", code="not_found")
         path = _scope_path(services, principal, partner)
@@ -463,8 +485,9 @@ class LuckyDrawController(Controller):
 
     @post("/", status_code=201, sync_to_thread=True, summary="Open a campaign (commits a seed)")
     def open(
-        self, data: JSONBody[CampaignIn], principal: PrincipalDep, services: ServicesDep
+        self, data: JSONBody[CampaignIn], caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         spec = CampaignSpec(
             data.campaign_id,
             data.name,
@@ -480,8 +503,9 @@ class LuckyDrawController(Controller):
 
     @get("/{campaign_id:str}", sync_to_thread=True, summary="A campaign, its stock, its seed")
     def read(
-        self, campaign_id: CampaignPath, principal: PrincipalDep, services: ServicesDep
+        self, campaign_id: CampaignPath, caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         del principal  # campaigns are public to every caller (the gateway shows them)
         return draws.read_campaign(services.store.ledger, campaign_id)
 
@@ -492,8 +516,9 @@ class LuckyDrawController(Controller):
         summary="Close the campaign and reveal its seed",
     )
     def close(
-        self, campaign_id: CampaignPath, principal: PrincipalDep, services: ServicesDep
+        self, campaign_id: CampaignPath, caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         return written(
             draws.close_campaign(services.store.ledger, principal, campaign_id, seed_key(services))
         )
@@ -504,8 +529,9 @@ class LuckyDrawController(Controller):
         summary="Recompute every draw from the revealed seed",
     )
     def verification(
-        self, campaign_id: CampaignPath, principal: PrincipalDep, services: ServicesDep
+        self, campaign_id: CampaignPath, caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         del principal  # a revealed seed and the outcomes are for anyone to check
         return draws.verify_campaign(services.store.ledger, campaign_id).as_data()
 

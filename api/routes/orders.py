@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from litestar import Controller, get, post
 from litestar.params import JSONBody, PathParameter
 
-from api.deps import MinPosition, PrincipalDep, ServicesDep
+from api.deps import CallerDep, MinPosition, ServicesDep
 from api.money import store_finder
 from api.money_schemas import (
     CancellationIn,
@@ -40,8 +40,9 @@ class OrderController(Controller):
 
     @post("/", status_code=201, sync_to_thread=True, summary="Place an order (attributed)")
     def place(
-        self, data: JSONBody[OrderIn], principal: PrincipalDep, services: ServicesDep
+        self, data: JSONBody[OrderIn], caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         principal.require(Role.GATEWAY, Role.HQ)
         where = data.location
         request = OrderRequest(
@@ -60,10 +61,11 @@ class OrderController(Controller):
     def read(
         self,
         order_id: OrderPath,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         services.await_view("orders", min_position)
         with services.store.views.read() as tx:
             found = get_order(tx, order_id)
@@ -77,9 +79,10 @@ class OrderController(Controller):
         self,
         order_id: OrderPath,
         data: JSONBody[PaymentIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         ledger = services.store.ledger
         return written(orders.pay(ledger, principal, order_id, data.payment_id, data.amount))
 
@@ -88,9 +91,10 @@ class OrderController(Controller):
         self,
         order_id: OrderPath,
         data: JSONBody[FulfilmentIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         ledger = services.store.ledger
         return written(orders.fulfil(ledger, principal, order_id, data.fulfilment_id))
 
@@ -99,9 +103,10 @@ class OrderController(Controller):
         self,
         order_id: OrderPath,
         data: JSONBody[CancellationIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         ledger = services.store.ledger
         outcome = orders.cancel(ledger, principal, order_id, data.cancellation_id, data.reason)
         return written(outcome)
@@ -111,9 +116,10 @@ class OrderController(Controller):
         self,
         order_id: OrderPath,
         data: JSONBody[RefundIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         ledger = services.store.ledger
         return written(orders.refund(ledger, principal, order_id, data.refund_id, data.amount))
 
@@ -122,9 +128,10 @@ class OrderController(Controller):
         self,
         order_id: OrderPath,
         data: JSONBody[ReceiptIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         request = ReceiptRequest(
             data.receipt_id, data.instruction_id, data.status, data.amount, data.provider_ref
         )
@@ -143,14 +150,16 @@ class SplitPolicyController(Controller):
 
     @post("/", status_code=201, sync_to_thread=True, summary="Publish a split policy (HQ)")
     def publish(
-        self, data: JSONBody[SplitPolicyIn], principal: PrincipalDep, services: ServicesDep
+        self, data: JSONBody[SplitPolicyIn], caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         principal.require(Role.HQ)
         policy = policy_from(data, parse_time(data.effective_from, "effective_from"))
         return written(orders.publish_policy(services.store.ledger, principal, policy))
 
     @get("/", sync_to_thread=True, summary="The policies of each fulfilment mode, in force first")
-    def list(self, principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
+    def list(self, caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
+        caller.principal()  # any authenticated caller
         uow = UnitOfWork(services.store.ledger)
         items = []
         for fulfilment in Fulfilment:

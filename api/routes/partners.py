@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from litestar import Controller, get, post
 from litestar.params import JSONBody, PathParameter
 
-from api.deps import Cursor, Limit, MinPosition, Parent, PrincipalDep, ServicesDep
+from api.deps import CallerDep, Cursor, Limit, MinPosition, Parent, ServicesDep
 from api.schemas import PartnerIn, ReactivationIn, RelocationIn, SuspensionIn, TerritoryIn
 from api.services import decode_cursor, page, page_limit
 from domain.channel import Location, PartnerKind, PartnerSpec
@@ -29,8 +29,9 @@ class PartnerController(Controller):
 
     @post("/", status_code=201, sync_to_thread=True, summary="Register a partner")
     def register(
-        self, data: JSONBody[PartnerIn], principal: PrincipalDep, services: ServicesDep
+        self, data: JSONBody[PartnerIn], caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         location = None if data.location is None else Location(data.location.lat, data.location.lng)
         spec = PartnerSpec(
             code=data.code,
@@ -47,10 +48,11 @@ class PartnerController(Controller):
     def read(
         self,
         code: CodePath,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         services.await_view("partners", min_position)
         with services.store.views.read() as tx:
             partner = get_partner(tx, code)
@@ -61,13 +63,14 @@ class PartnerController(Controller):
     @get("/", sync_to_thread=True, summary="Partners in scope, optionally the children of one")
     def list(
         self,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
         limit: Limit,
         cursor: Cursor,
         parent: Parent = None,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         size = page_limit(limit)
         services.await_view("partners", min_position)
         scope = None if principal.sees_everything else principal.path
@@ -80,9 +83,10 @@ class PartnerController(Controller):
         self,
         code: CodePath,
         data: JSONBody[SuspensionIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         return written(
             channel.suspend(services.store.ledger, principal, code, data.change_id, data.reason)
         )
@@ -92,9 +96,10 @@ class PartnerController(Controller):
         self,
         code: CodePath,
         data: JSONBody[ReactivationIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         return written(channel.reactivate(services.store.ledger, principal, code, data.change_id))
 
     @post("/{code:str}/territory", status_code=200, sync_to_thread=True)
@@ -102,9 +107,10 @@ class PartnerController(Controller):
         self,
         code: CodePath,
         data: JSONBody[TerritoryIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         return written(
             channel.update_territory(
                 services.store.ledger, principal, code, data.change_id, tuple(data.region_codes)
@@ -116,9 +122,10 @@ class PartnerController(Controller):
         self,
         code: CodePath,
         data: JSONBody[RelocationIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         where = Location(data.location.lat, data.location.lng)
         return written(
             channel.relocate(

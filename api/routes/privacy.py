@@ -12,7 +12,7 @@ from litestar import Controller, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta
 
-from api.deps import PrincipalDep, ServicesDep
+from api.deps import CallerDep, ServicesDep
 from api.routes.partners import written
 from domain.handlers.privacy import find_by_phone, forget_member
 from domain.principal import Role, hq_admin
@@ -50,8 +50,9 @@ class MemberPrivacyController(Controller):
 
     @get("/", sync_to_thread=True, summary="Find members by phone (HQ; a blind index)")
     def by_phone(
-        self, phone: PhoneQuery, principal: PrincipalDep, services: ServicesDep
+        self, phone: PhoneQuery, caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         principal.require(Role.HQ)
         return {"items": lookup(services.store, principal, phone), "next": None}
 
@@ -65,9 +66,10 @@ class MemberPrivacyController(Controller):
         self,
         member_id: MemberIdPath,
         data: JSONBody[ForgetIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         principal.require(Role.HQ)
         outcome = forget(services.store, principal, member_id, data.request_id, data.reason)
         return written(outcome)

@@ -7,7 +7,7 @@ from typing import Any
 from litestar import post
 from litestar.params import JSONBody
 
-from api.deps import PrincipalDep, ServicesDep
+from api.deps import CallerDep, ServicesDep
 from api.routes.partners import written
 from api.schemas import ScanIn
 from domain.handlers.scans import ScanRequest, scan
@@ -20,9 +20,8 @@ from domain.handlers.scans import ScanRequest, scan
     tags=["scans"],
     summary="A consumer or outer code scan",
 )
-def post_scan(
-    data: JSONBody[ScanIn], principal: PrincipalDep, services: ServicesDep
-) -> dict[str, Any]:
+def post_scan(data: JSONBody[ScanIn], caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
+    principal = caller.principal()
     where = data.location
     request = ScanRequest(
         scan_id=data.scan_id,

@@ -8,7 +8,7 @@ from uuid import UUID
 from litestar import Controller, post
 from litestar.params import JSONBody, PathParameter
 
-from api.deps import PrincipalDep, ServicesDep
+from api.deps import CallerDep, ServicesDep
 from api.routes.partners import written
 from api.schemas import RevocationIn, TokenIn
 from domain.handlers import tokens
@@ -21,8 +21,9 @@ class TokenController(Controller):
 
     @post("/", status_code=201, sync_to_thread=True, summary="Mint a token (HQ)")
     def mint(
-        self, data: JSONBody[TokenIn], principal: PrincipalDep, services: ServicesDep
+        self, data: JSONBody[TokenIn], caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
+        principal = caller.principal()
         principal.require(Role.HQ)
         outcome = tokens.mint_token(
             services.store.ledger, principal, data.partner, Role(data.role), data.label
@@ -34,8 +35,9 @@ class TokenController(Controller):
         self,
         token_id: Annotated[UUID, PathParameter()],
         data: JSONBody[RevocationIn],
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         principal.require(Role.HQ)
         return written(tokens.revoke_token(services.store.ledger, principal, token_id, data.reason))

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from litestar import Controller, Response, get
 from litestar.params import PathParameter, QueryParameter
 
-from api.deps import Cursor, Limit, MinPosition, PrincipalDep, ServicesDep
+from api.deps import CallerDep, Cursor, Limit, MinPosition, PrincipalDep, ServicesDep
 from api.services import Services, decode_cursor, encode_cursor, page_limit, parse_time
 from domain.codes import CodeKind
 from domain.errors import InvalidInput, NotAllowed, NotFound
@@ -86,10 +86,11 @@ class TraceController(Controller):
     def epcis(
         self,
         code: CodePath,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
     ) -> Response[dict[str, Any]]:
+        principal = caller.principal()
         services.await_view("trace", min_position)
         trace = _trace(services, principal, code)
         book = services.store.ledger.codebook
@@ -161,10 +162,11 @@ class InventoryController(Controller):
     def inventory(
         self,
         partner: PartnerPath,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         services.await_view("inventory", min_position)
         with services.store.views.read() as tx:
             found = get_partner(tx, partner)
@@ -180,13 +182,14 @@ class AlertController(Controller):
     @get("/", sync_to_thread=True, summary="Anomaly alerts (HQ: all; a dealer: its own)")
     def alerts(
         self,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
         limit: Limit,
         cursor: Cursor,
         kind: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         if principal.role not in (Role.HQ, Role.AUDITOR, Role.DEALER):
             raise NotAllowed("alerts are for HQ and dealers")
         if kind is not None and kind not in ALERT_KINDS:
@@ -211,12 +214,13 @@ class SellThroughController(Controller):
     def sell_through(
         self,
         partner: PartnerPath,
-        principal: PrincipalDep,
+        caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
         from_: Annotated[str | None, QueryParameter(name="from", required=False)] = None,
         to: Annotated[str | None, QueryParameter(required=False)] = None,
     ) -> dict[str, Any]:
+        principal = caller.principal()
         first, last = _day(from_, "from", date(2000, 1, 1)), _day(to, "to", date(9999, 12, 31))
         services.await_view("sell_through", min_position)
         with services.store.views.read() as tx:

@@ -147,7 +147,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         in the client), as tuples (not dicts), the statement composed once per shape,
         and each ``Notification`` filled in directly rather than through its frozen
         dataclass ``__init__`` (one ``object.__setattr__`` per field). 200,000 events
-        in pages of 4,000: 1.07 -> 0.37 s (reading the log was about 11% of two
+        in pages of 4,000: 1.07 -> 0.61 s (reading the log was about 11% of two
         projection workers' interpreter samples)."""
         shape = (start is not None, inclusive_of_start, stop is not None, bool(topics))
         statement = self._select_statements.get(shape)

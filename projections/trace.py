@@ -99,12 +99,15 @@ class TraceView:
     )
 
     def prepare(self, tx: Tx, events: list[tuple[Any, int]]) -> None:
-        """Codes, owners and destinations of the items the batch moves, in one query."""
+        """Codes, owners and destinations of the items the batch moves, in one query (not
+        of those it commissions: they have no row before the batch ends)."""
+        created = (Unit.Commissioned, Unit.Surfaced, Case.Commissioned)
+        new = {id_text(e.originator_id) for e, _ in events if isinstance(e, created)}
         ids = list(
             dict.fromkeys(
-                id_text(e.originator_id)
+                item
                 for e, _ in events
-                if not isinstance(e, (Unit.Commissioned, Unit.Surfaced, Case.Commissioned))
+                if not isinstance(e, created) and (item := id_text(e.originator_id)) not in new
             )
         )
         stored: dict[str, dict[str, Any]] = tx.memo.setdefault(_STORED, {})
@@ -386,12 +389,23 @@ def _add_steps(
     )
 
 
+_HELD = "trace.held"  # (code, path) of the holders' rows the batch has written
+
+
 def _add_holders(tx: Tx, codes: Iterable[str], partner: str, position: int) -> None:
+    """A holder's first position stands (``DO NOTHING``); a pair the batch has written
+    already is not sent again (a unit shipped and received in one batch: same path)."""
     path = partner_path(tx, partner)
+    held: set[tuple[str, str]] = tx.memo.setdefault(_HELD, set())
+    rows = []
+    for code in codes:
+        if (code, path) not in held:
+            held.add((code, path))
+            rows.append((code, path, position))
     tx.executemany(
         "INSERT INTO trace_holders (code, path, position) VALUES (?, ?, ?) "
         "ON CONFLICT (code, path) DO NOTHING",
-        [(code, path, position) for code in codes],
+        rows,
     )
 
 

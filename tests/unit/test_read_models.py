@@ -448,6 +448,31 @@ def test_trace_is_scoped_to_the_subtrees_that_held_the_code(flow: Flow) -> None:
     assert scoped is not None and scoped["history"][0]["action"] == "commission"
 
 
+def test_a_story_in_one_batch_traces_as_in_many(flow: Flow, tmp_path: Any) -> None:
+    """The whole story applied as one batch (a catch-up) leaves the trace tables the
+    small batches leave: every holder a unit had (dealer, then store) at its first
+    position, though the batch writes each code-and-holder pair once."""
+    flow.whole_story()
+    one = Flow(ViewStore(parse_database_url(f"sqlite:///{tmp_path}/one-batch.db")))
+    one.engine.batch_size = 1000
+    one.whole_story()
+    assert one.engine.position() == flow.engine.position() > 4, "one batch against many"
+    tables = ("trace_holders", "trace_steps", "trace_codes")
+    for views in (flow.views, one.views):
+        with views.read() as tx:
+            rows = {t: sorted(tx.fetchall(f"SELECT * FROM {t}")) for t in tables}
+        if views is flow.views:
+            expected = rows
+        else:
+            assert rows == expected
+    held = [r for r in expected["trace_holders"] if r[0] == "u1"]
+    assert [path for _, path, _ in held] == ["HQ", "HQ/D1", "HQ/D1/S1"]
+    for scope in ("HQ/D1", "HQ/D1/S1"):
+        with one.views.read() as tx:
+            assert get_trace(tx, "u1", scope) is not None, scope
+    one.views.close()
+
+
 # -- inventory -----------------------------------------------------------------------
 
 

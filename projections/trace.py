@@ -389,23 +389,14 @@ def _add_steps(
     )
 
 
-_HELD = "trace.held"  # (code, path) of the holders' rows the batch has written
-
-
 def _add_holders(tx: Tx, codes: Iterable[str], partner: str, position: int) -> None:
-    """A holder's first position stands (``DO NOTHING``); a pair the batch has written
-    already is not sent again (a unit shipped and received in one batch: same path)."""
+    """A holder's first position stands (``DO NOTHING``; the write queue sends a pair
+    queued twice once: a unit shipped to a partner and received by it)."""
     path = partner_path(tx, partner)
-    held: set[tuple[str, str]] = tx.memo.setdefault(_HELD, set())
-    rows = []
-    for code in codes:
-        if (code, path) not in held:
-            held.add((code, path))
-            rows.append((code, path, position))
     tx.executemany(
         "INSERT INTO trace_holders (code, path, position) VALUES (?, ?, ?) "
         "ON CONFLICT (code, path) DO NOTHING",
-        rows,
+        [(code, path, position) for code in codes],
     )
 
 

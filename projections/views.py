@@ -98,6 +98,15 @@ class _Insert:
             self.alone = not all(c in self.param_of for c in chosen)
             if not self.alone:
                 self.key = tuple(self.param_of[c] for c in chosen)
+        # ``DO NOTHING`` on a key of parameters: of the queued rows with one key only the
+        # first can write (nothing between them in a queue touches that key), so the
+        # others are not sent (a unit shipped to a partner and received by it names the
+        # same trace holder twice).
+        self.first_of_key: tuple[int, ...] | None = None
+        if conflict is not None and conflict[2].upper() == "NOTHING":
+            chosen = self.conflict_columns or ()
+            if all(c in self.param_of for c in chosen):
+                self.first_of_key = tuple(self.param_of[c] for c in chosen)
 
     def identity(self, primary_key: tuple[str, ...]) -> tuple[str, ...] | None:
         """The unique columns that name the row it writes (all of them parameters)."""
@@ -108,6 +117,20 @@ class _Insert:
         if len(columns) == 1:
             return [row[self.param_of[columns[0]]]]
         return [tuple(row[self.param_of[c]] for c in columns)]
+
+    def firsts(self, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+        """``rows`` less those a ``DO NOTHING`` would skip for an earlier row's key."""
+        key = self.first_of_key
+        if key is None or len(rows) < 2:
+            return rows
+        seen: set[tuple[Any, ...]] = set()
+        kept = []
+        for row in rows:
+            mine = tuple(row[i] for i in key)
+            if mine not in seen:
+                seen.add(mine)
+                kept.append(row)
+        return kept
 
     def chunks(self, rows: Sequence[Sequence[Any]]) -> Iterator[Sequence[Sequence[Any]]]:
         if self.alone:
@@ -413,7 +436,9 @@ class _QueuedTx:
 
     def _flush_table(self, table: str) -> None:
         for segment in self._queued.pop(table):
-            self._send(segment.sql, segment.rows)
+            insert = _shape(segment.sql).insert
+            rows = segment.rows if insert is None else insert.firsts(segment.rows)
+            self._send(segment.sql, rows)
 
     def _send(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         raise NotImplementedError

@@ -191,3 +191,32 @@ def test_a_failing_write_fails_its_transaction_whole(views: ViewStore) -> None:
     with views.read() as tx:
         assert tx.fetchall("SELECT COUNT(*) FROM a") == [(0,)]
         assert tx.fetchall("SELECT COUNT(*) FROM c") == [(0,)]
+
+
+def test_a_key_queued_twice_for_do_nothing_is_sent_once(
+    views: ViewStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ``ON CONFLICT (key) DO NOTHING`` row whose key an earlier queued row of the same
+    statement has is not sent (it could only be skipped); the first row stands."""
+    _run(views, [])
+    sent: list[int] = []
+    with views.write() as tx:
+        original = tx._send  # type: ignore[attr-defined]
+
+        def counting(sql: str, rows: Any) -> None:
+            if sql.startswith("INSERT INTO b"):
+                sent.append(len(rows))
+            original(sql, rows)
+
+        monkeypatch.setattr(tx, "_send", counting)
+        insert = "INSERT INTO b (p, q, v) VALUES (?, ?, ?) ON CONFLICT (p, q) DO NOTHING"
+        tx.executemany(insert, [("x", 1, 10), ("x", 2, 20), ("x", 1, 30)])
+        tx.execute(insert, ("x", 2, 40))
+        tx.execute(insert, ("y", 1, 50))
+    assert sent == [3]
+    with views.read() as tx:
+        assert tx.fetchall("SELECT p, q, v FROM b ORDER BY p, q") == [
+            ("x", 1, 10),
+            ("x", 2, 20),
+            ("y", 1, 50),
+        ]

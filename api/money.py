@@ -40,10 +40,13 @@ def store_finder(store: Store) -> StoreFinder:
     deterministic, and unrelated traffic (scans, payments) never makes an order wait."""
 
     def find(lat: float, lng: float) -> list[str]:
-        needed = store.engine.relevant_head("partners")
-        if not store.engine.wait_for(needed, "partners", timeout_s=CATCH_UP_WAIT_S):
+        applied = store.engine.position("partners")
+        needed = store.engine.relevant_head("partners", applied)
+        if needed > applied and not store.engine.wait_for(
+            needed, "partners", timeout_s=CATCH_UP_WAIT_S
+        ):
             raise ServiceUnavailable("the partner directory is catching up; retry")
-        with store.views.read() as tx:
+        with store.views.query() as tx:  # one statement: no transaction needed
             return nearest_stores(tx, lat, lng, STORE_CANDIDATES_MAX)
 
     return find

@@ -167,9 +167,11 @@ class Engine:
     # -- applying -------------------------------------------------------------
 
     def positions(self, tx: Tx | None = None) -> dict[str, int]:
-        """Each projection's position (read in ``tx`` if given, with the data it reads)."""
+        """Each projection's position (read in ``tx`` if given, with the data it reads;
+        else by one statement, without a transaction's BEGIN and COMMIT round trips: every
+        ``min_position`` wait and every order placed by location asks)."""
         if tx is None:
-            with self.views.read() as own:
+            with self.views.query() as own:
                 return self.positions(own)
         rows = tx.fetchall(f"SELECT name, position FROM {POSITIONS_TABLE}")
         return {name: int(position) for name, position in rows}
@@ -424,12 +426,12 @@ class Engine:
         if rest > 0:
             self._stop.wait(rest)
 
-    def relevant_head(self, name: str) -> int:
+    def relevant_head(self, name: str, applied: int | None = None) -> int:
         """The position of the newest event the named projection reads (at least the position
-        it has applied): waiting for this, not the log's head, reads its own kind of writes
-        without waiting for unrelated traffic."""
+        it has applied, ``applied`` if the caller has just read it): waiting for this, not
+        the log's head, reads its own kind of writes without waiting for unrelated traffic."""
         projection = next(p for p in self.projections if p.name == name)
-        last = self.position(name)
+        last = self.position(name) if applied is None else applied
         if not projection.topics:
             return self.recorder.max_notification_id() or 0
         while True:

@@ -590,6 +590,57 @@ def test_a_rebuild_equals_the_live_views(flow: Flow) -> None:
     assert flow.engine.checksums() == live
 
 
+def test_store_finder_waits_for_a_store_registered_just_before(tmp_path) -> None:
+    """An order placed by location right after a store's registration finds that store:
+    the finder waits for the partner directory to apply it (and, applied, asks no more)."""
+    import threading
+    import time
+
+    from api.money import store_finder
+    from domain.channel import Location, PartnerKind, PartnerSpec
+    from domain.handlers import channel
+    from domain.principal import hq_admin
+    from projections.store import Store
+
+    store = Store.open(f"sqlite:///{tmp_path}/finder.db")
+    try:
+        hq = hq_admin()
+        for spec in (
+            PartnerSpec("D1", PartnerKind.DEALER, "HQ", "dealer", ("31",)),
+            PartnerSpec(
+                "S1",
+                PartnerKind.STORE,
+                "D1",
+                "far",
+                location=Location(31.0, 121.0),
+                region_code="310101",
+            ),
+        ):
+            channel.register_partner(store.ledger, hq, spec)
+        store.engine.catch_up()
+        find = store_finder(store)
+        assert find(31.5, 121.5)[0] == "S1"
+        near = PartnerSpec(
+            "S2",
+            PartnerKind.STORE,
+            "D1",
+            "near",
+            location=Location(31.5, 121.5),
+            region_code="310101",
+        )
+        channel.register_partner(store.ledger, hq, near)
+        found: list[str] = []
+        finder = threading.Thread(target=lambda: found.extend(find(31.5, 121.5)))
+        finder.start()
+        time.sleep(0.3)  # the finder is waiting: the directory has not applied S2
+        assert not found
+        store.engine.catch_up()
+        finder.join(timeout=10)
+        assert found[:2] == ["S2", "S1"]
+    finally:
+        store.close()
+
+
 def test_relevant_head_ignores_other_traffic(tmp_path) -> None:
     """A read that needs only partner events waits for the newest partner event, not for
     the head of the log (scans and payments must not make a located order wait)."""

@@ -26,7 +26,7 @@ from projections.orders_view import due_orders
 from projections.reconciliation import reconcile
 from projections.statements import parse_period_bound
 from projections.store import Store
-from projections.store_finder import nearest_stores
+from projections.store_finder import Search, nearest_stores
 
 log = logging.getLogger("siyu.settlement")
 SETTLE_INTERVAL_S = 60.0
@@ -39,6 +39,8 @@ def store_finder(store: Store) -> StoreFinder:
     event there is: a store registered just before the order is found, the choice is
     deterministic, and unrelated traffic (scans, payments) never makes an order wait."""
 
+    search = Search()
+
     def find(lat: float, lng: float) -> list[str]:
         applied = store.engine.position("partners")
         needed = store.engine.relevant_head("partners", applied)
@@ -47,7 +49,7 @@ def store_finder(store: Store) -> StoreFinder:
         ):
             raise ServiceUnavailable("the partner directory is catching up; retry")
         with store.views.query() as tx:  # one statement: no transaction needed
-            return nearest_stores(tx, lat, lng, STORE_CANDIDATES_MAX)
+            return nearest_stores(tx, lat, lng, STORE_CANDIDATES_MAX, search)
 
     return find
 

@@ -51,6 +51,8 @@ class PartnerDirectory:
     indexes: tuple[str, ...] = (
         "CREATE INDEX IF NOT EXISTS partners_parent ON partners (parent, code)",
         "CREATE INDEX IF NOT EXISTS partners_path ON partners (path)",
+        # the store finder's box (projections/store_finder.py)
+        "CREATE INDEX IF NOT EXISTS partners_stores_lat ON partners (kind, status, lat)",
     )
     topics: frozenset[str] = frozenset(
         {

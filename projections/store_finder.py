@@ -3,23 +3,98 @@
 Deterministic: ordered by distance, then store code. The caller waits for the
 directory to apply the store's head position first, so a store registered just
 before an order is a candidate; the write side re-checks each candidate (a store,
-active) before choosing it. Every active store is examined: fine for thousands of
-stores; beyond that, a geohash column would narrow the scan.
+active) before choosing it.
+
+The search reads the stores inside a box around a circle (an index on latitude
+narrows it) and widens the circle until it holds ``limit`` stores: every store
+nearer than the last one taken is inside the circle, so the answer is the one a
+scan of every store gives. A brand of 5,000 stores cost 7.3 ms of the client's
+CPU per order when every active store was read and ranked (20,000: 38 ms). Each
+search starts at the radius that held the previous one's last store (a finder's
+``Search``): a small directory is read whole in one statement, a dense one in a
+small box, and a search where stores are sparser widens a few times.
 """
 
 from __future__ import annotations
 
-from domain.alerts import distance_km
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from domain.alerts import EARTH_RADIUS_KM, distance_km
 from projections.views import Tx
 
+FIRST_RADIUS_KM = 25.0
+GROWTH = 4.0
+_MARGIN_DEG = 1e-6  # the box a hair larger than the circle: no rounding leaves a store out
 
-def nearest_stores(tx: Tx, lat: float, lng: float, limit: int) -> list[str]:
-    rows = tx.fetchall(
-        "SELECT code, lat, lng FROM partners WHERE kind = 'store' AND status = 'active' "
-        "AND lat IS NOT NULL AND lng IS NOT NULL"
-    )
-    ranked = sorted(
+_STORES = (
+    "SELECT code, lat, lng FROM partners WHERE kind = 'store' AND status = 'active' "
+    "AND lat IS NOT NULL AND lng IS NOT NULL"
+)
+_IN_BOX = f"{_STORES} AND lat BETWEEN ? AND ? AND lng BETWEEN ? AND ?"
+
+
+@dataclass
+class Search:
+    """Where the last search found enough stores (one per finder; a race between two
+    threads only costs a statement)."""
+
+    radius_km: float = FIRST_RADIUS_KM
+
+
+def bounding_box(
+    lat: float, lng: float, radius_km: float
+) -> tuple[float, float, float, float] | None:
+    """(lat_min, lat_max, lng_min, lng_max) holding every point within ``radius_km`` of
+    (lat, lng); None where no such box is plain (the circle reaches a pole or crosses
+    the 180th meridian): then every store is read."""
+    angle = radius_km / EARTH_RADIUS_KM
+    if angle >= math.pi / 2:
+        return None
+    d_lat = math.degrees(angle)
+    lat_min, lat_max = lat - d_lat - _MARGIN_DEG, lat + d_lat + _MARGIN_DEG
+    if lat_min <= -90.0 or lat_max >= 90.0:
+        return None
+    d_lng = math.degrees(math.asin(min(1.0, math.sin(angle) / math.cos(math.radians(lat)))))
+    lng_min, lng_max = lng - d_lng - _MARGIN_DEG, lng + d_lng + _MARGIN_DEG
+    if lng_min < -180.0 or lng_max > 180.0:
+        return None
+    return lat_min, lat_max, lng_min, lng_max
+
+
+def nearest_stores(
+    tx: Tx, lat: float, lng: float, limit: int, search: Search | None = None
+) -> list[str]:
+    if limit <= 0:
+        return []
+    search = search or Search()
+    radius = max(search.radius_km, FIRST_RADIUS_KM)
+    while True:
+        box = bounding_box(lat, lng, radius)
+        if box is None:
+            taken = _ranked(tx.fetchall(_STORES), lat, lng)[:limit]
+            # fewer stores than asked for: the next search reads them all at once
+            search.radius_km = _rung(taken[-1][0]) if len(taken) == limit else math.inf
+            return [code for _d, code in taken]
+        ranked = _ranked(tx.fetchall(_IN_BOX, box), lat, lng)
+        taken = [(d, code) for d, code in ranked if d <= radius][:limit]
+        if len(taken) == limit:
+            search.radius_km = _rung(taken[-1][0])
+            return [code for _d, code in taken]
+        radius *= GROWTH
+
+
+def _rung(distance_km: float) -> float:
+    """The smallest radius of the search's ladder that holds ``distance_km``."""
+    if distance_km <= FIRST_RADIUS_KM:
+        return FIRST_RADIUS_KM
+    return FIRST_RADIUS_KM * GROWTH ** math.ceil(math.log(distance_km / FIRST_RADIUS_KM, GROWTH))
+
+
+def _ranked(rows: Iterable[Any], lat: float, lng: float) -> list[tuple[float, str]]:
+    return sorted(
         (distance_km(lat, lng, float(s_lat), float(s_lng)), str(code))
         for code, s_lat, s_lng in rows
     )
-    return [code for _distance, code in ranked[:limit]]

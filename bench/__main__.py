@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import baselines, pg, suite, wrk
-from bench.metrics import Metric, table
+from bench.metrics import Metric, median, table
 from bench.suite import PRESETS, SQLITE, say
 
 # BENCH_RESULTS: another file (the smoke test writes its own, not the real run's)
@@ -32,6 +32,12 @@ TARGETS: dict[str, tuple[str, Any]] = {
     "balance_read_p99_ms": ("<= 10", lambda v: v <= 10),
     "trace_read_p99_ms": ("<= 10", lambda v: v <= 10),
     "api_rss_mb_max": ("<= 300", lambda v: v <= 300),
+}
+# the write workloads' targets as rates: what one operation may cost, all cores together
+RATE_TARGETS = {
+    "scan_http_per_s": ("scan", 2000),
+    "logistics_events_per_s": ("unit-event", 30000),
+    "payment_http_per_s": ("order + payment", 1000),
 }
 ORDER = [
     "baseline_copy_rows_per_s", "baseline_es_events_per_s", "scan_http_per_s",
@@ -106,6 +112,26 @@ def _fmt(m: Metric | None) -> str:
     return f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
 
 
+def cpu_budget(metrics: dict[str, Metric]) -> str:
+    """CPU per operation (medians: the API processes', PostgreSQL's) beside what the target
+    rate leaves for one operation on this machine's cores (load generator included)."""
+    cores = os.cpu_count() or 1
+    lines = ["", "CPU per operation, PostgreSQL run (API + PostgreSQL = total; the target "
+             f"leaves {cores} cores / rate):"]  # fmt: skip
+    for name, (what, rate) in RATE_TARGETS.items():
+        m = metrics.get(name)
+        per = m.extra.get("cpu_ms_per_op") if m is not None else None
+        if not per or not per["api"]:
+            continue
+        api, database = median(per["api"]), median(per["database"])
+        total, budget = api + database, 1000 * cores / rate
+        lines.append(
+            f"  {what:<16} {api:7.3f} + {database:6.3f} = {total:7.3f} ms"
+            f"   budget {budget:6.3f} ms ({total / budget:.1f}x)"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     preset = os.environ.get("BENCH_SIZES", "default")
     sizes = PRESETS[preset]
@@ -132,6 +158,7 @@ def main() -> int:
             ratio = f"{a.value / copy:.2%}"
         rows.append((name, _fmt(a), _fmt(b), target, ratio))
     print(table(rows))
+    print(cpu_budget(pg_metrics))
     elapsed = time.monotonic() - started
     print(f"\n{preset} sizes; medians of {sizes.repeats} repeats (PostgreSQL) unless noted in "
           f"{RESULTS.name}; {elapsed / 60:.1f} minutes")  # fmt: skip

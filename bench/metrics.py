@@ -139,6 +139,48 @@ def cpu_seconds_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def _postgres_cpu() -> dict[int, float]:
+    """CPU seconds so far of every process named postgres (the server and its backends)."""
+    out: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                with open(f"/proc/{entry}/comm") as f:
+                    if not f.read().startswith("postgres"):
+                        continue
+                out[int(entry)] = cpu_seconds_of(int(entry))
+    return out
+
+
+@dataclass
+class ServerCpu:
+    """CPU seconds the API processes and PostgreSQL's processes used over a block."""
+
+    api_s: float
+    database_s: float
+
+
+@contextmanager
+def server_cpu(pid: int) -> Iterator[list[ServerCpu]]:
+    """The CPU of ``pid`` and its children (``siyu serve``) and of every PostgreSQL process
+    (on this machine, quiet but for the bench) over the block. A backend that exits inside
+    the block takes its share with it; the API's pools keep theirs open."""
+
+    def api() -> float:
+        total = 0.0
+        for p in family(pid):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += cpu_seconds_of(p)
+        return total
+
+    out: list[ServerCpu] = []
+    api_before, pg_before = api(), _postgres_cpu()
+    yield out
+    api_after, pg_after = api(), _postgres_cpu()
+    database = sum(cpu - pg_before.get(p, 0.0) for p, cpu in pg_after.items())
+    out.append(ServerCpu(api_after - api_before, database))
+
+
 def table(rows: list[tuple[str, str, str, str, str]]) -> str:
     header = ("metric", "PostgreSQL", "SQLite", "target", "vs COPY")
     all_rows = [header, *rows]

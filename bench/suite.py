@@ -15,7 +15,7 @@ import httpx
 
 from bench import bulk, wrk
 from bench.channel import Channel, build_channel, issue_batch
-from bench.metrics import Metric, RssSampler
+from bench.metrics import Metric, RssSampler, ServerCpu, server_cpu
 from bench.server import BOOTSTRAP, run_cli, serving
 from bench.workloads import (
     CASE_UNITS,
@@ -150,7 +150,10 @@ def http_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) 
             # from a quiet server, as scans and payments: the first repeat had paid for the
             # warm-up scans' projections, the others for the previous repeat's sales
             _settle(srv.base, f"before logistics {r + 1}", out)
-            _move(srv.base, ch, lots, f"L{r}", sizes, logistics)
+            with server_cpu(srv.pid) as used:
+                _move(srv.base, ch, lots, f"L{r}", sizes, logistics)
+                _settle(srv.base, f"after logistics {r + 1}", out)
+            _cpu_per_op(logistics, used[0], logistics.extra["unit_events_per_repeat"])
             say(f"logistics repeat {r + 1}: {logistics.values[-1]:,.0f} unit-events/s")
 
         scans = _metric(out, "scan_http_per_s", "scans/s",
@@ -163,11 +166,13 @@ def http_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) 
         rss = _metric(out, "api_rss_mb_max", "MB", "peak VmRSS of the API processes "
                       f"together (`siyu serve --workers {sizes.api_workers}`: supervisor and "
                       "workers, sampled every 50 ms) during the scan runs")  # fmt: skip
-        _settle(srv.base, "after logistics", out)
         with RssSampler(srv.pid) as sampler:
             for r, lots in enumerate(lots_by_repeat):
                 requests = scan_requests(ch, lots, f"S{r}", existing, seed=r)[: sizes.scans]
-                result = wrk.run(srv.base, requests, sizes.scan_connections)
+                with server_cpu(srv.pid) as used:
+                    result = wrk.run(srv.base, requests, sizes.scan_connections)
+                    _settle(srv.base, f"after scans {r + 1}", out)
+                _cpu_per_op(scans, used[0], result.ok)
                 _check(result, "scans", scans)
                 scans.values.append(result.per_s)
                 p99.values.append(result.p99_ms)
@@ -184,10 +189,13 @@ def http_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) 
         for r in range(sizes.repeats):
             _settle(srv.base, f"before payments {r + 1}", out)
             orders, payments = order_requests(ch, sizes.orders, f"P{r}", seed=100 + r)
-            placed = wrk.run(srv.base, orders, sizes.order_connections)
+            with server_cpu(srv.pid) as used:
+                placed = wrk.run(srv.base, orders, sizes.order_connections)
+                paid = wrk.run(srv.base, payments, sizes.order_connections)
+                _settle(srv.base, f"after payments {r + 1}", out)
             _check(placed, "orders", pay)
-            paid = wrk.run(srv.base, payments, sizes.order_connections)
             _check(paid, "payments", pay)
+            _cpu_per_op(pay, used[0], paid.ok)
             pay.values.append(paid.ok / (placed.seconds + paid.seconds))
             pay.extra.setdefault("order_p99_ms", []).append(round(placed.p99_ms, 1))
             pay.extra.setdefault("payment_p99_ms", []).append(round(paid.p99_ms, 1))
@@ -200,6 +208,14 @@ def http_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) 
         for r in range(sizes.code_repeats):
             codes.values.append(_issue_and_stream(ch, f"BIG-{r}", sizes.codes))
             say(f"codes repeat {r + 1}: {codes.values[-1]:.1f} s")
+
+
+def _cpu_per_op(metric: Metric, used: ServerCpu, ops: int) -> None:
+    """Milliseconds of CPU per operation, the API processes' and PostgreSQL's, over the
+    workload and the wait for its projections (logistics: the untimed sales included)."""
+    per = metric.extra.setdefault("cpu_ms_per_op", {"api": [], "database": []})
+    per["api"].append(round(1000 * used.api_s / max(ops, 1), 4))
+    per["database"].append(round(1000 * used.database_s / max(ops, 1), 4))
 
 
 def _settle(base: str, what: str, out: dict[str, Metric], timeout_s: float = 300) -> None:

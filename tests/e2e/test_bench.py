@@ -54,6 +54,11 @@ def test_the_benchmark_suite_runs_and_writes_every_metric(tmp_path: Path) -> Non
     for name in MEASURED:
         assert written["metrics"][name] > 0, name
         assert written["details"][name].get("extra", {}).get("failed", 0) == 0, name
+    for name in ("scan_http_per_s", "logistics_events_per_s", "payment_http_per_s"):
+        per_op = written["details"][name]["extra"]["cpu_ms_per_op"]
+        assert len(per_op["api"]) == len(per_op["database"]) == 1, (name, per_op)
+        assert per_op["api"][0] > 0 and per_op["database"][0] > 0, (name, per_op)
+    assert "CPU per operation" in done.stdout and "order + payment" in done.stdout
     assert _stamp(REAL_RESULTS) == real_before, "the real run's results.json is left alone"
 
 

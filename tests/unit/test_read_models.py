@@ -605,29 +605,26 @@ def test_store_finder_waits_for_a_store_registered_just_before(tmp_path) -> None
     store = Store.open(f"sqlite:///{tmp_path}/finder.db")
     try:
         hq = hq_admin()
-        for spec in (
-            PartnerSpec("D1", PartnerKind.DEALER, "HQ", "dealer", ("31",)),
-            PartnerSpec(
-                "S1",
+
+        def store_at(code: str, lat: float, lng: float) -> PartnerSpec:
+            return PartnerSpec(
+                code,
                 PartnerKind.STORE,
                 "D1",
-                "far",
-                location=Location(31.0, 121.0),
+                code,
+                location=Location(lat, lng),
                 region_code="310101",
-            ),
+            )
+
+        for spec in (
+            PartnerSpec("D1", PartnerKind.DEALER, "HQ", "dealer", ("31",)),
+            store_at("S1", 31.0, 121.0),  # far
         ):
             channel.register_partner(store.ledger, hq, spec)
         store.engine.catch_up()
         find = store_finder(store)
         assert find(31.5, 121.5)[0] == "S1"
-        near = PartnerSpec(
-            "S2",
-            PartnerKind.STORE,
-            "D1",
-            "near",
-            location=Location(31.5, 121.5),
-            region_code="310101",
-        )
+        near = store_at("S2", 31.5, 121.5)
         channel.register_partner(store.ledger, hq, near)
         found: list[str] = []
         finder = threading.Thread(target=lambda: found.extend(find(31.5, 121.5)))

@@ -8,8 +8,8 @@ case name other units). Pack and unpack show on the case (Case.Packed/Unpacked,
 detail ``units``) and on each unit (Unit.Packed/Unpacked, detail ``parent``).
 
 Visibility: ``trace_holders`` keeps every partner path that held or was sent a code
-(owner at commission, destination at ship, receiver, seller; the holders of a case
-count for the units inside it at the time). A scope sees a code, and its whole
+(owner at commission, destination at ship, who is then the receiver, seller; the
+holders of a case count for the units inside it at the time). A scope sees a code, and its whole
 history, when one of those paths lies in its subtree. A scan step carries only its
 outcome, region code and code kind: never a member, a consumer code or coordinates.
 """
@@ -309,8 +309,9 @@ def _received(
         destination=None,
         position=position,
     )
-    if receiver is not None:
-        _add_holders(tx, codes, receiver, position)
+    # No holder rows: the receiver is the destination the ship named, a holder of these
+    # codes since the ship's position (a path never changes), so each row would be
+    # dropped by ON CONFLICT DO NOTHING; sent, they cost a row per unit per receive.
 
 
 def _unit_packed(tx: Tx, code: str, event: Any, position: int) -> None:

@@ -473,6 +473,31 @@ def test_a_story_in_one_batch_traces_as_in_many(flow: Flow, tmp_path: Any) -> No
     one.views.close()
 
 
+def test_a_receive_writes_no_holder_the_ship_did_not(tmp_path: Any) -> None:
+    """The receiver is the destination the ship named: a holder since the ship, so a
+    receive sends no holder rows (each would be dropped by ON CONFLICT), and who may
+    trace what is as before."""
+    flow = Flow(ViewStore(parse_database_url(f"sqlite:///{tmp_path}/receive.db")))
+    flow.made_and_packed()
+    flow.sent_to_dealer()
+    flow.catch_up()
+    sent: list[str] = []
+    flow.views._sqlite().set_trace_callback(sent.append)
+    flow.receive("c1")
+    flow.receive("u3")
+    flow.catch_up()
+    flow.views._sqlite().set_trace_callback(None)
+    assert any("INSERT INTO trace_steps" in s for s in sent), "the receives were applied"
+    assert not [s for s in sent if "trace_holders" in s]
+    with flow.views.read() as tx:
+        held = sorted(tx.fetchall("SELECT code, path FROM trace_holders WHERE path = 'HQ/D1'"))
+    assert [code for code, _path in held] == ["c1", "u1", "u2", "u3"]
+    for code in ("c1", "u1", "u2", "u3"):
+        seen = trace(flow, code, "HQ/D1")
+        assert seen is not None and seen["owner"] == "D1", code
+    flow.views.close()
+
+
 # -- inventory -----------------------------------------------------------------------
 
 

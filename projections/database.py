@@ -124,3 +124,15 @@ def reading(datastore: Any) -> Iterator[Any]:
     with datastore.get_connection() as conn, conn.cursor() as cur:
         assert conn.autocommit, "eventsourcing's PostgreSQL connections are autocommit"
         yield cur
+
+
+@contextmanager
+def reading_rows(datastore: Any) -> Iterator[Any]:
+    """``reading``'s cursor on PostgreSQL for a read of many rows: sent in binary (as text,
+    bytes come hex-encoded and ids as text, each converted in Python) and made tuples, not
+    dicts. The caller's statement may take binary parameters (``%b``)."""
+    from psycopg.rows import tuple_row
+
+    with datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row, binary=True) as cur:
+        assert conn.autocommit, "eventsourcing's PostgreSQL connections are autocommit"
+        yield cur

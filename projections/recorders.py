@@ -37,9 +37,10 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from eventsourcing.utils import retry
 from psycopg import Cursor
-from psycopg.rows import DictRow, tuple_row
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
+from projections.database import reading_rows
 from projections.keyring import BLIND_INDEX_TABLE, INSERT_INDEX, INSERT_KEY, KEYS_TABLE
 
 SideWrite = tuple[str, tuple[Any, ...]]  # (SQL with ? placeholders, parameters)
@@ -161,10 +162,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         if topics:
             params.append(list(topics))
         params.append(limit)
-        with (
-            self.datastore.get_connection() as conn,
-            conn.cursor(row_factory=tuple_row, binary=True) as curs,
-        ):
+        with reading_rows(self.datastore) as curs:
             curs.execute(statement, params, prepare=True)
             return [_notification(row) for row in curs.fetchall()]
 

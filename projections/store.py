@@ -15,13 +15,12 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from psycopg.rows import tuple_row
 
 from domain.clock import Clock, system_clock
 from domain.codebook import Codebook
 from domain.codes import KEY_ID_COUNT, CodeKey
 from domain.ledger import Ledger
-from projections.database import Database, parse_database_url, reading
+from projections.database import Database, parse_database_url, reading, reading_rows
 from projections.engine import Engine, Projection
 from projections.keyring import KEYS_TABLE, MemberKeyring
 from projections.readings import Reading, every
@@ -243,10 +242,7 @@ def _events_lookup(ledger: Ledger, database: Database, keyring: MemberKeyring) -
     statement = events_with_keys_statement(table).replace("ANY(%s)", "ANY(%b)")
 
     def pg_events(ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
-        with (
-            datastore.get_connection() as conn,
-            conn.cursor(row_factory=tuple_row, binary=True) as cur,
-        ):
+        with reading_rows(datastore) as cur:
             cur.execute(statement, (list(ids),), prepare=True)
             rows = cur.fetchall()
         keyring.remember_stored({str(r[0]): r[4] for r in rows if r[4] is not None})
@@ -278,10 +274,7 @@ def _versions_lookup(ledger: Ledger, database: Database) -> Any:
     versions = _VERSIONS.format(table).replace("?", "%b")  # binary, as ``pg_events``
 
     def pg_versions(ids: Sequence[UUID]) -> dict[UUID, int]:
-        with (
-            datastore.get_connection() as conn,
-            conn.cursor(row_factory=tuple_row, binary=True) as cur,
-        ):
+        with reading_rows(datastore) as cur:
             cur.execute(versions, (list(ids),), prepare=True)
             return {r[0]: r[1] for r in cur.fetchall()}
 

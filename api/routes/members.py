@@ -345,8 +345,7 @@ class LoyaltyPolicyController(Controller):
 
     @get("/tier-policies/current", sync_to_thread=True)
     def tier_policy(self, caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
-        principal = caller.principal()
-        del principal
+        caller.principal()  # any authenticated caller
         return current_tiers(UnitOfWork(services.store.ledger)).as_data()
 
     @post("/point-rules", status_code=201, sync_to_thread=True)
@@ -361,8 +360,7 @@ class LoyaltyPolicyController(Controller):
 
     @get("/point-rules/current", sync_to_thread=True)
     def point_rules(self, caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
-        principal = caller.principal()
-        del principal
+        caller.principal()  # any authenticated caller
         return current_rules(UnitOfWork(services.store.ledger)).as_data()
 
     @post("/member-tasks", status_code=201, sync_to_thread=True)
@@ -383,8 +381,7 @@ class LoyaltyPolicyController(Controller):
     def tasks(
         self, caller: CallerDep, services: ServicesDep, min_position: MinPosition
     ) -> dict[str, Any]:
-        principal = caller.principal()
-        del principal
+        caller.principal()  # any authenticated caller
         services.await_view("loyalty_programs", min_position)
         with services.store.views.read() as tx:
             return {"items": list_tasks(tx, None), "next": None}
@@ -505,8 +502,7 @@ class LuckyDrawController(Controller):
     def read(
         self, campaign_id: CampaignPath, caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
-        principal = caller.principal()
-        del principal  # campaigns are public to every caller (the gateway shows them)
+        caller.principal()  # campaigns are public to every caller (the gateway shows them)
         return draws.read_campaign(services.store.ledger, campaign_id)
 
     @post(
@@ -531,8 +527,7 @@ class LuckyDrawController(Controller):
     def verification(
         self, campaign_id: CampaignPath, caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
-        principal = caller.principal()
-        del principal  # a revealed seed and the outcomes are for anyone to check
+        caller.principal()  # a revealed seed and the outcomes are for anyone to check
         return draws.verify_campaign(services.store.ledger, campaign_id).as_data()
 
 

@@ -5,13 +5,13 @@ Attribution (API.md): the member's bound store; else the store of the distributo
 (the member's permanent referrer, else the order's ``referrer``, which then sticks);
 else the nearest active store to ``location``. The member is then bound for good.
 The nearest store is found through a port (``StoreFinder``: candidates nearest first,
-from the partner directory caught up to the store's head); every candidate is checked
-against the write side (a store, active) before it is chosen.
+from the partner directory caught up to the store's head, taken one at a time); every
+candidate is checked against the write side (a store, active) before it is chosen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -47,7 +47,9 @@ STORE_CANDIDATES_MAX = 20
 RECEIPT_STATUSES = ("succeeded", "failed")
 
 # (lat, lng) -> store codes, nearest first (ties by code), at most STORE_CANDIDATES_MAX.
-StoreFinder = Callable[[float, float], Sequence[str]]
+# Taken lazily: the next candidate is asked for only when the write side refuses one (the
+# directory behind it), so the usual order reads just the nearest store.
+StoreFinder = Callable[[float, float], Iterable[str]]
 
 
 @dataclass(frozen=True)
@@ -245,9 +247,8 @@ def _attribute(
 def _nearest_active_store(
     uow: UnitOfWork, lat: float, lng: float, find_stores: StoreFinder
 ) -> Partner:
-    candidates = list(find_stores(lat, lng))
-    assert len(candidates) <= STORE_CANDIDATES_MAX
-    for code in candidates:
+    for tried, code in enumerate(find_stores(lat, lng), start=1):
+        assert tried <= STORE_CANDIDATES_MAX, "a finder offers at most STORE_CANDIDATES_MAX"
         partner = uow.find(Partner, partner_id(code))
         if partner is not None and partner.kind is PartnerKind.STORE and partner.is_active:
             return partner

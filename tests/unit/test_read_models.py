@@ -648,7 +648,7 @@ def test_store_finder_waits_for_a_store_registered_just_before(tmp_path) -> None
             channel.register_partner(store.ledger, hq, spec)
         store.engine.catch_up()
         find = store_finder(store)
-        assert find(31.5, 121.5)[0] == "S1"
+        assert next(iter(find(31.5, 121.5))) == "S1"
         near = store_at("S2", 31.5, 121.5)
         channel.register_partner(store.ledger, hq, near)
         found: list[str] = []
@@ -659,6 +659,62 @@ def test_store_finder_waits_for_a_store_registered_just_before(tmp_path) -> None
         store.engine.catch_up()
         finder.join(timeout=10)
         assert found[:2] == ["S2", "S1"]
+    finally:
+        store.close()
+
+
+def test_store_finder_reads_the_other_stores_only_when_asked(tmp_path) -> None:
+    """The nearest store is read alone; the candidates after it only if the caller asks
+    (the write side refused the first): nearest first, no store twice; and an order whose
+    nearest store the directory still lists as active, though it was suspended since,
+    goes to the next one."""
+    from api.money import store_finder
+    from domain.catalog import ProductSpec
+    from domain.handlers import catalog, channel, orders
+    from domain.splits import Fulfilment
+    from projections.store import Store
+
+    store = Store.open(f"sqlite:///{tmp_path}/finder.db")
+    try:
+        hq = hq_admin()
+        channel.register_partner(
+            store.ledger, hq, PartnerSpec("D1", PartnerKind.DEALER, "HQ", "dealer", ("31",))
+        )
+        for code, lat in (("S1", 31.001), ("S2", 31.01), ("S3", 31.3)):
+            spec = PartnerSpec(code, PartnerKind.STORE, "D1", code,
+                               location=Location(lat, 121.0), region_code="310101")  # fmt: skip
+            channel.register_partner(store.ledger, hq, spec)
+        store.engine.catch_up()
+        sent: list[str] = []
+        store.views._sqlite().set_trace_callback(sent.append)
+        reads = lambda: len([s for s in sent if "FROM partners WHERE kind = 'store'" in s])  # noqa: E731
+        find = store_finder(store)
+        candidates = iter(find(31.0, 121.0))
+        assert next(candidates) == "S1"
+        assert reads() == 1, "the nearest store alone: one statement"
+        assert list(candidates) == ["S2", "S3"]
+        assert reads() > 1, "the others in statements of their own"
+        store.views._sqlite().set_trace_callback(None)
+
+        stale = list(find(31.0, 121.0))  # the directory's answer before the suspension
+        channel.suspend(store.ledger, hq, "S1", "c1", "closed")
+        catalog.list_product(
+            store.ledger, hq, ProductSpec("TEA", "06901234567892", "tea", 10_000, 1)
+        )
+        taken: list[str] = []
+
+        def finder(_lat: float, _lng: float) -> Iterator[str]:
+            for code in stale:
+                taken.append(code)
+                yield code
+
+        request = orders.OrderRequest(
+            "O-1", "m-1", (orders.LineRequest("TEA", 1, 10_000),), Fulfilment.HQ_DROPSHIP,
+            lat=31.0, lng=121.0,
+        )  # fmt: skip
+        placed = orders.place_order(store.ledger, hq, request, finder)
+        assert placed.answer["store"] == "S2"
+        assert taken == ["S1", "S2"], "candidates taken one at a time, up to the first active"
     finally:
         store.close()
 

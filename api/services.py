@@ -16,6 +16,7 @@ from api.settings import Settings
 from domain.errors import InvalidInput, NotAuthenticated
 from domain.handlers.scans import ScanRules
 from domain.handlers.tokens import Authenticator
+from domain.ledger import Credentials
 from domain.principal import Principal, hq_admin
 from projections.readings import AsyncReads
 from projections.store import Store, read_versions
@@ -41,6 +42,19 @@ class Services:
         if self._is_bootstrap(token):
             return hq_admin()
         return self.authenticate(token)
+
+    def cached_principal(self, authorization: str | None) -> tuple[Principal, Credentials] | None:
+        """The principal cached for this token, unchecked, and what to check it by (None:
+        the bootstrap token, or a token not cached: ``principal_for`` then). 401 for a
+        missing or malformed header, as ``principal_for``."""
+        token = _bearer(authorization)
+        if self._is_bootstrap(token):
+            return None
+        cached = self.authenticate.cached(token)
+        if cached is None:
+            return None
+        versions = ((cached.token, cached.token_version), (cached.partner, cached.partner_version))
+        return cached.principal, Credentials(versions)
 
     async def principal_async(self, authorization: str | None) -> Principal:
         """``principal_for`` from the event loop: a known token's principal is checked

@@ -12,15 +12,21 @@ Every state-changing command goes through ``Ledger.execute``:
 
 A version conflict (another process or thread saved first) is retried from step 1
 with fresh aggregates, at most ``ATTEMPTS_MAX`` times; clients never see it.
+
+A caller authenticated from a cache may have its credentials checked by the command's
+first read (``Ledger.checking``): the aggregates the authentication was made from are
+read with the request record, and ``StaleCredentials`` stops the command before step 1
+if any of them has changed since (nothing written; authenticate again and run again).
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
@@ -98,6 +104,37 @@ class BatchOutcome:
     position: int
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """The aggregates (a token, its partner) a cached authentication was made from, at
+    the versions it was made at."""
+
+    versions: tuple[tuple[UUID, int], ...]
+
+    @property
+    def ids(self) -> list[UUID]:
+        return [aggregate_id for aggregate_id, _version in self.versions]
+
+
+class StaleCredentials(Exception):
+    """A cached authentication is out of date: the command stopped before it decided or
+    wrote anything; authenticate again and run it again."""
+
+
+@dataclass
+class CredentialCheck:
+    """``Ledger.checking``'s pending check: ``done`` once a command's first read made it."""
+
+    credentials: Credentials
+    done: bool = field(default=False)
+
+    def verify(self, uow: UnitOfWork) -> None:
+        self.done = True
+        for aggregate_id, version in self.credentials.versions:
+            if uow.version_of(aggregate_id) != version:
+                raise StaleCredentials()
+
+
 class UnitOfWork:
     """The aggregates one command reads and changes; saved together or not at all."""
 
@@ -154,6 +191,11 @@ class UnitOfWork:
     def _load(self, aggregate_id: UUID) -> Aggregate | None:
         return self._ledger._get_or_none(aggregate_id)
 
+    def version_of(self, aggregate_id: UUID) -> int | None:
+        """The aggregate's current version (None: none such), as this unit read it."""
+        found = self.find(Aggregate, aggregate_id)
+        return None if found is None else found.version
+
     def get(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
         found = self.find(cls, aggregate_id)
         if found is None:
@@ -195,6 +237,7 @@ class Ledger(Application[UUID]):
         super().__init__(env=dict(env))
         self.committer = GroupCommitter(self.insert)
         self.immutables: dict[UUID, Aggregate] = {}
+        self._pending = threading.local()  # this thread's CredentialCheck, if any
 
     def load_many(self, ids: Sequence[UUID]) -> dict[UUID, Aggregate | None]:
         """The current state of each aggregate (None: none such), in few queries."""
@@ -244,6 +287,28 @@ class Ledger(Application[UUID]):
 
     # -- the command runner ---------------------------------------------------
 
+    @contextlib.contextmanager
+    def checking(self, credentials: Credentials) -> Iterator[CredentialCheck]:
+        """The next command in this thread checks ``credentials`` with its first read (no
+        statement of its own) and raises ``StaleCredentials`` before deciding if they are
+        out of date. ``done`` tells whether a command made the check; a caller whose code
+        ran no command must check them itself."""
+        check = CredentialCheck(credentials)
+        self._pending.check = check
+        try:
+            yield check
+        finally:
+            self._pending.check = None
+
+    def _first_reads(self, uow: UnitOfWork, ids: list[UUID]) -> None:
+        """A command's first read; with this thread's pending credential check, if any."""
+        check: CredentialCheck | None = getattr(self._pending, "check", None)
+        if check is None or check.done:
+            uow.preload(ids)
+            return
+        uow.preload([*ids, *check.credentials.ids])
+        check.verify(uow)
+
     def execute(
         self,
         key: RequestKey,
@@ -255,7 +320,7 @@ class Ledger(Application[UUID]):
         one query."""
         for _attempt in range(ATTEMPTS_MAX):
             uow = UnitOfWork(self)
-            uow.preload([key.record_id, *preload])
+            self._first_reads(uow, [key.record_id, *preload])
             record = uow.find(ClientRequest, key.record_id)
             own_repeat = record is not None and key.scope != GLOBAL_SCOPE
             if own_repeat and record is not None and record.fingerprint == key.fingerprint:
@@ -295,7 +360,7 @@ class Ledger(Application[UUID]):
         assert len({k.record_id for k in keys}) == len(keys), "client ids are unique in a batch"
         for _attempt in range(ATTEMPTS_MAX):
             uow = UnitOfWork(self)
-            uow.preload([*(k.record_id for k in keys), *preload])
+            self._first_reads(uow, [*(k.record_id for k in keys), *preload])
             records = [uow.find(ClientRequest, k.record_id) for k in keys]
             for k, r in zip(keys, records, strict=True):
                 if r is not None and r.fingerprint != k.fingerprint:

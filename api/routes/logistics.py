@@ -23,11 +23,11 @@ from domain.logistics import Action, Movement
 def logistics(
     data: JSONBody[LogisticsIn], caller: CallerDep, services: ServicesDep
 ) -> dict[str, Any]:
-    principal = caller.principal()
     movements = [
         Movement(e.event_id, Action(e.action), tuple(e.codes), e.parent, e.to) for e in data.events
     ]
-    outcome = record_movements(services.store.ledger, principal, movements)
+    ledger = services.store.ledger
+    outcome = caller.run(lambda principal: record_movements(ledger, principal, movements))
     results = [
         {"event_id": m.event_id, "status": "duplicate" if repeated else "applied"}
         for m, repeated in zip(movements, outcome.repeated, strict=True)

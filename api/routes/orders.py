@@ -24,7 +24,7 @@ from api.services import parse_time
 from domain.errors import NotFound
 from domain.handlers import orders
 from domain.handlers.orders import LineRequest, OrderRequest, ReceiptRequest
-from domain.ledger import UnitOfWork
+from domain.ledger import Outcome, UnitOfWork
 from domain.policies import PolicySchedule, schedule_id
 from domain.principal import Principal, Role
 from domain.splits import Fulfilment, default_policy
@@ -42,20 +42,22 @@ class OrderController(Controller):
     def place(
         self, data: JSONBody[OrderIn], caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
-        principal = caller.principal()
-        principal.require(Role.GATEWAY, Role.HQ)
-        where = data.location
-        request = OrderRequest(
-            order_id=data.order_id,
-            member=data.member,
-            lines=tuple(LineRequest(x.sku, x.qty, x.unit_price) for x in data.lines),
-            fulfilment=Fulfilment(data.fulfilment),
-            lat=None if where is None else where.lat,
-            lng=None if where is None else where.lng,
-            referrer=data.referrer,
-        )
-        store = services.store
-        return written(orders.place_order(store.ledger, principal, request, store_finder(store)))
+        store, where = services.store, data.location
+
+        def place(principal: Principal) -> Outcome:
+            principal.require(Role.GATEWAY, Role.HQ)
+            request = OrderRequest(
+                order_id=data.order_id,
+                member=data.member,
+                lines=tuple(LineRequest(x.sku, x.qty, x.unit_price) for x in data.lines),
+                fulfilment=Fulfilment(data.fulfilment),
+                lat=None if where is None else where.lat,
+                lng=None if where is None else where.lng,
+                referrer=data.referrer,
+            )
+            return orders.place_order(store.ledger, principal, request, store_finder(store))
+
+        return written(caller.run(place))
 
     @get("/{order_id:str}", sync_to_thread=True, summary="One order with its split and refunds")
     def read(
@@ -82,9 +84,10 @@ class OrderController(Controller):
         caller: CallerDep,
         services: ServicesDep,
     ) -> dict[str, Any]:
-        principal = caller.principal()
         ledger = services.store.ledger
-        return written(orders.pay(ledger, principal, order_id, data.payment_id, data.amount))
+        return written(
+            caller.run(lambda by: orders.pay(ledger, by, order_id, data.payment_id, data.amount))
+        )
 
     @post("/{order_id:str}/fulfilment", status_code=200, sync_to_thread=True)
     def fulfil(

@@ -21,7 +21,6 @@ from domain.handlers.scans import ScanRequest, scan
     summary="A consumer or outer code scan",
 )
 def post_scan(data: JSONBody[ScanIn], caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
-    principal = caller.principal()
     where = data.location
     request = ScanRequest(
         scan_id=data.scan_id,
@@ -34,4 +33,5 @@ def post_scan(data: JSONBody[ScanIn], caller: CallerDep, services: ServicesDep) 
         datum="wgs84" if where is None else where.datum,
         region_code=data.region_code,
     )
-    return written(scan(services.store.ledger, principal, request, services.scan_rules))
+    ledger, rules = services.store.ledger, services.scan_rules
+    return written(caller.run(lambda principal: scan(ledger, principal, request, rules)))

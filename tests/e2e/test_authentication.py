@@ -6,12 +6,15 @@ revoked token is 401 at once, and the body is validated first (API.md's order)."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from litestar.routes import HTTPRoute
 
+from domain.clock import FixedClock
 from tests.e2e.client import Api, dealer, running_api, store_body
 from tests.e2e.test_channel import assert_problem
+from tests.e2e.test_orders import START, build_mall
 
 SCAN = {"scan_id": "s-1", "code": "https://q.example/u/NOSUCH", "member": {"external_id": "m-1"}}
 
@@ -64,3 +67,68 @@ def test_a_revoked_token_is_refused_by_the_next_command(api: Api) -> None:
     again = store_body("S2", "D1")
     assert_problem(api.post("/v1/partners", again, token=minted["token"]), 401)
     assert api.get("/v1/partners/S2").status_code == 404
+
+
+# -- the hot commands: the token checked by the command's first read --------------------
+
+
+def _checks(api: Api) -> list[int]:
+    """Counts the token checks made by a statement of their own (the store's versions
+    lookup, which ``Caller.principal`` uses); the store itself is the real one."""
+    ledger = api.http.app.state.services.store.ledger
+    lookup, calls = ledger.versions_of, [0]
+
+    def counted(ids: Any) -> Any:
+        calls[0] += 1
+        return lookup(ids)
+
+    ledger.versions_of = counted
+    return calls
+
+
+def test_a_cached_token_is_checked_by_the_commands_first_read(api: Api) -> None:
+    """Scans, orders, payments and logistics by a known token make no statement for its check
+    (the token and its partner are read with the request record), and still: a revoked
+    token is 401 and writes nothing, a refusal made before any read (a role not allowed)
+    is 401 too once the token is revoked, and a suspended partner is 403 at once."""
+    mall = build_mall(api, FixedClock(START))
+    gateway = api.post("/v1/tokens", {"partner": "HQ", "role": "gateway"}).json()
+    mall.tokens["gateway"] = gateway["token"]
+    first = mall.order("m-1", referrer="R-SH")  # known from here on (and to each route's
+    assert first.status_code == 201, first.text  # access log, which resolves it once)
+    assert mall.pay(first.json()["order_id"], 10_000).status_code == 200
+    store = api.post("/v1/tokens", {"partner": "S-SH", "role": "store"}).json()
+    as_store = {"order_id": "O-store", "member": "m-2", "fulfilment": "pickup",
+                "lines": [{"sku": "TEA", "qty": 1, "unit_price": 100}]}  # fmt: skip
+    assert_problem(api.post("/v1/orders", as_store, token=store["token"]), 403)
+    move = {"events": [{"event_id": "e-1", "action": "receive", "codes": ["NOSUCH"]}]}
+    refused = api.post("/v1/logistics", move, token=mall.tokens["D-SH"])
+    assert_problem(refused, 422, "batch_refused")
+    assert_problem(api.post("/v1/scans", SCAN, token=gateway["token"]), 404, "unknown_code")
+
+    checks = _checks(api)
+    second = mall.order("m-1", referrer="R-SH")
+    assert second.status_code == 201, second.text
+    assert mall.pay(second.json()["order_id"], 10_000).status_code == 200
+    assert_problem(api.post("/v1/logistics", move, token=mall.tokens["D-SH"]), 422)
+    assert_problem(api.post("/v1/scans", SCAN, token=gateway["token"]), 404, "unknown_code")
+    assert checks == [0], "no statement of their own for the token checks"
+
+    for token in (gateway, store):
+        revoked = api.post(f"/v1/tokens/{token['token_id']}/revocation", {"reason": "lost"})
+        assert revoked.status_code == 200, revoked.text
+    head = api.head()
+    third = mall.order("m-1", referrer="R-SH")
+    assert_problem(third, 401, "invalid_token")
+    assert_problem(mall.pay(first.json()["order_id"], 10_000), 401, "invalid_token")
+    assert_problem(api.post("/v1/orders", as_store, token=store["token"]), 401, "invalid_token")
+    assert_problem(api.post("/v1/scans", SCAN, token=gateway["token"]), 401, "invalid_token")
+    assert api.head() == head, "refused with a revoked token: nothing written"
+
+    suspension = {"change_id": "c-1", "reason": "audit"}
+    assert api.post("/v1/partners/D-SH/suspension", suspension).status_code == 200
+    head = api.head()
+    assert_problem(
+        api.post("/v1/logistics", move, token=mall.tokens["D-SH"]), 403, "partner_suspended"
+    )
+    assert api.head() == head

@@ -48,6 +48,7 @@ from domain.topics import load_stored_types
 
 ATTEMPTS_MAX = 16
 IMMUTABLES_CACHED_MAX = 100_000
+READ_HINTS_MAX = 100_000
 BACK_OFF_S_BASE = 0.002
 BACK_OFF_S_MAX = 0.1  # with 16 attempts, at most about 1.2 s of waiting in all
 
@@ -165,6 +166,19 @@ class UnitOfWork:
             else:
                 self._touched[aggregate_id] = aggregate
 
+    def preload_following(self, ids: Iterable[UUID]) -> None:
+        """``preload`` these and, in the same query, what a command read after them last
+        time in this process (``hint``): a read that depends on the first (a case's
+        holders after the case) then costs no round trip of its own. A hint is only
+        what to read: a wrong or stale one reads more, never decides anything."""
+        wanted = list(ids)
+        hints = self._ledger.read_hints
+        self.preload([*wanted, *(h for i in wanted for h in hints.get(i, ()))])
+
+    def hint(self, after: UUID, following: Iterable[UUID]) -> None:
+        """Remember that a command which read ``after`` went on to read ``following``."""
+        self._ledger.remember_hint(after, tuple(following))
+
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         if aggregate_id in self._absent:
             return None
@@ -237,6 +251,7 @@ class Ledger(Application[UUID]):
         super().__init__(env=dict(env))
         self.committer = GroupCommitter(self.insert)
         self.immutables: dict[UUID, Aggregate] = {}
+        self.read_hints: dict[UUID, tuple[UUID, ...]] = {}  # see UnitOfWork.hint
         self._pending = threading.local()  # this thread's CredentialCheck, if any
 
     def load_many(self, ids: Sequence[UUID]) -> dict[UUID, Aggregate | None]:
@@ -282,6 +297,16 @@ class Ledger(Application[UUID]):
                 self.immutables.pop(key, None)
         self.immutables[aggregate.id] = aggregate
 
+    def remember_hint(self, after: UUID, following: tuple[UUID, ...]) -> None:
+        """(bounded as ``immutables``: the oldest half goes when full)"""
+        hints = self.read_hints
+        if hints.get(after) == following:
+            return
+        if len(hints) >= READ_HINTS_MAX:
+            for key in list(hints)[: READ_HINTS_MAX // 2]:
+                hints.pop(key, None)
+        hints[after] = following
+
     def construct_mapper(self) -> Mapper[UUID]:
         return EventMapper(cipher=self._field_cipher)
 
@@ -301,12 +326,13 @@ class Ledger(Application[UUID]):
             self._pending.check = None
 
     def _first_reads(self, uow: UnitOfWork, ids: list[UUID]) -> None:
-        """A command's first read; with this thread's pending credential check, if any."""
+        """A command's first read, with what the hints say follows (``UnitOfWork.hint``)
+        and this thread's pending credential check, if any."""
         check: CredentialCheck | None = getattr(self._pending, "check", None)
         if check is None or check.done:
-            uow.preload(ids)
+            uow.preload_following(ids)
             return
-        uow.preload([*ids, *check.credentials.ids])
+        uow.preload_following([*ids, *check.credentials.ids])
         check.verify(uow)
 
     def execute(

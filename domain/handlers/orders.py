@@ -170,6 +170,7 @@ def place_order(
             uow.now,
         )
         uow.add(order)
+        uow.hint(order.id, _payment_reads(order))  # its payment reads them with the order
         reason = f"order {req.order_id} ({parties.attribution.value})"
         member.bind(parties.store, reason, by.scope_key, uow.now)
         if parties.distributor is not None:
@@ -274,18 +275,23 @@ def pay(ledger: Ledger, by: Principal, order_id: str, payment_id: str, amount: i
 
     def decide(uow: UnitOfWork) -> dict[str, Any]:
         order = _order(uow, order_id)
-        uow.preload(_payment_reads(order))
+        reads = _payment_reads(order)
+        uow.preload(reads)  # no round trip where this process placed the order (its hint)
+        uow.hint(order.id, reads)
         order.pay(payment_id, amount, by, uow.now)
         reward_payment(uow, order, payment_id, amount, by.scope_key)  # points, growth, tier
         return {"order_id": order_id, "status": order.status.value, "split": dict(order.split)}
 
-    return ledger.execute(key, decide, authorize, preload=[order_key(order_id)])
+    return ledger.execute(key, decide, authorize, preload=[order_key(order_id), *_POLICIES])
+
+
+_POLICIES = (TIER_POLICY_ID, POINT_RULES_ID, TASK_BOARD_ID, LEVEL_POLICY_ID)
 
 
 def _payment_reads(order: Order) -> list[UUID]:
     """What paying ``order`` reads besides the order: member, loyalty policies, and the
     standing and partner of the distributor it is attributed to."""
-    reads = [UUID(order.member_id), TIER_POLICY_ID, POINT_RULES_ID, TASK_BOARD_ID, LEVEL_POLICY_ID]
+    reads = [UUID(order.member_id), *_POLICIES]
     if order.distributor is not None:
         reads += [partner_id(order.distributor), standing_id(order.distributor)]
     return reads

@@ -107,11 +107,15 @@ def scan(
         outer = code.serial if code.kind is CodeKind.UNIT_OUTER else uow.codebook.outer_of(code)
         unit = uow.find(Unit, unit_id(outer))
         if unit is not None:  # its case, then the partners the checks and binding read
-            if unit.container is not None:
-                uow.preload([case_id(unit.container)])
+            case = None if unit.container is None else case_id(unit.container)
+            if case is not None:  # with its holders as the case's last scan here found
+                uow.preload_following([case])
             holder = whereabouts(uow, unit)
-            partners = {unit.sold_by, holder.owner, holder.dealer, req.referrer}
-            uow.preload(partner_id(p) for p in partners if p is not None)
+            holders = [partner_id(p) for p in (holder.owner, holder.dealer) if p is not None]
+            others = [partner_id(p) for p in (unit.sold_by, req.referrer) if p is not None]
+            uow.preload([*holders, *others])
+            if case is not None:
+                uow.hint(case, holders)
         if unit is None:
             unit = Unit.surface(outer, batch.batch_id, batch.sku, batch.gtin, by.scope_key, uow.now)
             uow.add(unit)
@@ -123,14 +127,16 @@ def scan(
 
 
 def _reads_of(ledger: Ledger, req: ScanRequest) -> list[UUID]:
-    """What a scan of ``req.code`` reads first: its unit, the member, the loyalty policies
-    (each otherwise its own query)."""
+    """What a scan of ``req.code`` reads first: its unit, the referrer, the member, the
+    loyalty policies (each otherwise its own query)."""
     parsed = ledger.codebook.parse_with_gtin(req.code)
     if parsed is None or parsed[0].kind is CodeKind.CASE:
         return []
     code = parsed[0]
     outer = code.serial if code.kind is CodeKind.UNIT_OUTER else ledger.codebook.outer_of(code)
     reads = [unit_id(outer)]
+    if req.referrer is not None:
+        reads.append(partner_id(req.referrer))
     if code.kind is not CodeKind.UNIT_OUTER:
         reads += [
             keyed_id("member", ledger.member_id_key, req.external_id),

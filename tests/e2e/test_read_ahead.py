@@ -1,0 +1,81 @@
+"""Read-ahead hints (``UnitOfWork.hint``), over HTTP on both stores: a command reads in
+its first query what the same kind of command read next last time (a case's holders
+for a scan of its units, an order's member and distributor for its payment), so a read
+that depends on the first costs no round trip of its own; a wrong hint costs a read
+and changes no answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from domain.clock import FixedClock
+from domain.identity import partner_id
+from tests.e2e.client import Api, running_api
+from tests.e2e.flows import build_channel, consumer, to_store
+from tests.e2e.test_orders import START, build_mall
+
+SHANGHAI = {"lat": 31.2304, "lng": 121.4737}
+
+
+@pytest.fixture
+def api(database_url: str) -> Iterator[Api]:
+    with running_api(database_url) as api:
+        yield api
+
+
+def _reads(api: Api) -> list[int]:
+    """Counts the ledger's reads of aggregates (one query each; the real lookup runs)."""
+    ledger = api.http.app.state.services.store.ledger
+    lookup, calls = ledger.select_many, [0]
+
+    def counted(ids: Any) -> Any:
+        calls[0] += 1
+        return lookup(ids)
+
+    ledger.select_many = counted
+    return calls
+
+
+def test_a_scan_reads_a_cases_holders_with_the_case(api: Api) -> None:
+    ch = build_channel(api)
+    to_store(ch)  # units 0-2 in case 0, at S-SH
+    reads = _reads(api)
+    first = ch.scan(consumer(ch, 0), "wx-a", "s1", location=SHANGHAI)
+    assert first.status_code == 200, first.text
+    assert first.json()["bound_store"] == "S-SH" and first.json()["alerts"] == []
+    cold, reads[0] = reads[0], 0
+    second = ch.scan(consumer(ch, 1), "wx-b", "s2", location=SHANGHAI)
+    assert second.status_code == 200, second.text
+    assert reads[0] == cold - 1, "the case and its holders in one read"
+
+    # a wrong hint (another store and dealer) reads them too, and decides nothing
+    ledger = api.http.app.state.services.store.ledger
+    for case in list(ledger.read_hints):
+        ledger.read_hints[case] = (partner_id("S-BJ"), partner_id("D-BJ"))
+    third = ch.scan(consumer(ch, 2), "wx-c", "s3", location=SHANGHAI)
+    assert third.status_code == 200, third.text
+    assert third.json()["bound_store"] == "S-SH" and third.json()["alerts"] == []
+    assert third.json()["outcome"] == "first_scan" and third.json()["points_awarded"] > 0
+
+
+def test_a_payment_reads_the_orders_parties_with_the_order(api: Api) -> None:
+    mall = build_mall(api, FixedClock(START))
+    mall.paid_order("m-0", referrer="R-SH")  # the routes' caches warm
+    placed = mall.order("m-1", referrer="R-SH")
+    assert placed.status_code == 201, placed.text
+    reads = _reads(api)
+    paid = mall.pay(placed.json()["order_id"], 10_000)
+    assert paid.status_code == 200, paid.text
+    assert reads == [1], "the order, its member, distributor and policies in one read"
+    assert paid.json()["split"] == {"distributor": 1000, "store": 3000, "dealer": 2000,
+                                    "brand": 4000}  # fmt: skip
+
+    ledger = api.http.app.state.services.store.ledger
+    other = mall.order("m-2", referrer="R-SH")
+    ledger.read_hints.clear()  # as if placed by another process
+    reads[0] = 0
+    assert mall.pay(other.json()["order_id"], 10_000).status_code == 200
+    assert reads == [2]

@@ -80,6 +80,10 @@ class BulkLedger:
         self.commands = 0
         self.saved = 0
         self.store_reads = 0
+        self.read_hints: dict[UUID, tuple[UUID, ...]] = {}  # stays empty (remember_hint)
+
+    def remember_hint(self, after: UUID, following: tuple[UUID, ...]) -> None:
+        """The bulk loader keeps every aggregate it has read: nothing to read ahead."""
 
     @property
     def repository(self) -> Any:

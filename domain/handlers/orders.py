@@ -170,7 +170,7 @@ def place_order(
             uow.now,
         )
         uow.add(order)
-        uow.hint(order.id, _payment_reads(order))  # its payment reads them with the order
+        uow.hint(order.id, _parties(order))  # its payment reads them with the order
         reason = f"order {req.order_id} ({parties.attribution.value})"
         member.bind(parties.store, reason, by.scope_key, uow.now)
         if parties.distributor is not None:
@@ -275,9 +275,9 @@ def pay(ledger: Ledger, by: Principal, order_id: str, payment_id: str, amount: i
 
     def decide(uow: UnitOfWork) -> dict[str, Any]:
         order = _order(uow, order_id)
-        reads = _payment_reads(order)
-        uow.preload(reads)  # no round trip where this process placed the order (its hint)
-        uow.hint(order.id, reads)
+        parties = _parties(order)
+        uow.preload(parties)  # no round trip where this process placed the order (its hint)
+        uow.hint(order.id, parties)
         order.pay(payment_id, amount, by, uow.now)
         reward_payment(uow, order, payment_id, amount, by.scope_key)  # points, growth, tier
         return {"order_id": order_id, "status": order.status.value, "split": dict(order.split)}
@@ -288,10 +288,10 @@ def pay(ledger: Ledger, by: Principal, order_id: str, payment_id: str, amount: i
 _POLICIES = (TIER_POLICY_ID, POINT_RULES_ID, TASK_BOARD_ID, LEVEL_POLICY_ID)
 
 
-def _payment_reads(order: Order) -> list[UUID]:
-    """What paying ``order`` reads besides the order: member, loyalty policies, and the
-    standing and partner of the distributor it is attributed to."""
-    reads = [UUID(order.member_id), *_POLICIES]
+def _parties(order: Order) -> list[UUID]:
+    """What paying ``order`` reads besides the order and the loyalty policies (``_POLICIES``):
+    the member, and the standing and partner of the distributor it is attributed to."""
+    reads = [UUID(order.member_id)]
     if order.distributor is not None:
         reads += [partner_id(order.distributor), standing_id(order.distributor)]
     return reads

@@ -62,6 +62,21 @@ class Api:
         return self.store.head
 
 
+def count_ledger_calls(api: Api, name: str) -> list[int]:
+    """Counts the calls of the in-process app's ledger lookup ``name`` (``versions_of``:
+    a token check by a statement of its own; ``select_many``: a read of aggregates); the
+    real lookup still runs."""
+    ledger = api.http.app.state.services.store.ledger
+    lookup, calls = getattr(ledger, name), [0]
+
+    def counted(*args: Any) -> Any:
+        calls[0] += 1
+        return lookup(*args)
+
+    setattr(ledger, name, counted)
+    return calls
+
+
 def dealer(code: str, territory: list[str] | None = None) -> dict[str, Any]:
     return {
         "code": code,

@@ -6,13 +6,12 @@ revoked token is 401 at once, and the body is validated first (API.md's order)."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from litestar.routes import HTTPRoute
 
 from domain.clock import FixedClock
-from tests.e2e.client import Api, dealer, running_api, store_body
+from tests.e2e.client import Api, count_ledger_calls, dealer, running_api, store_body
 from tests.e2e.test_channel import assert_problem
 from tests.e2e.test_orders import START, build_mall
 
@@ -72,20 +71,6 @@ def test_a_revoked_token_is_refused_by_the_next_command(api: Api) -> None:
 # -- the hot commands: the token checked by the command's first read --------------------
 
 
-def _checks(api: Api) -> list[int]:
-    """Counts the token checks made by a statement of their own (the store's versions
-    lookup, which ``Caller.principal`` uses); the store itself is the real one."""
-    ledger = api.http.app.state.services.store.ledger
-    lookup, calls = ledger.versions_of, [0]
-
-    def counted(ids: Any) -> Any:
-        calls[0] += 1
-        return lookup(ids)
-
-    ledger.versions_of = counted
-    return calls
-
-
 def test_a_cached_token_is_checked_by_the_commands_first_read(api: Api) -> None:
     """Scans, orders, payments and logistics by a known token make no statement for its check
     (the token and its partner are read with the request record), and still: a revoked
@@ -106,7 +91,7 @@ def test_a_cached_token_is_checked_by_the_commands_first_read(api: Api) -> None:
     assert_problem(refused, 422, "batch_refused")
     assert_problem(api.post("/v1/scans", SCAN, token=gateway["token"]), 404, "unknown_code")
 
-    checks = _checks(api)
+    checks = count_ledger_calls(api, "versions_of")  # a token check of its own
     second = mall.order("m-1", referrer="R-SH")
     assert second.status_code == 201, second.text
     assert mall.pay(second.json()["order_id"], 10_000).status_code == 200

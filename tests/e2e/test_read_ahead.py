@@ -7,13 +7,12 @@ and changes no answer."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from domain.clock import FixedClock
 from domain.identity import partner_id
-from tests.e2e.client import Api, running_api
+from tests.e2e.client import Api, count_ledger_calls, running_api
 from tests.e2e.flows import build_channel, consumer, to_store
 from tests.e2e.test_orders import START, build_mall
 
@@ -26,23 +25,10 @@ def api(database_url: str) -> Iterator[Api]:
         yield api
 
 
-def _reads(api: Api) -> list[int]:
-    """Counts the ledger's reads of aggregates (one query each; the real lookup runs)."""
-    ledger = api.http.app.state.services.store.ledger
-    lookup, calls = ledger.select_many, [0]
-
-    def counted(ids: Any) -> Any:
-        calls[0] += 1
-        return lookup(ids)
-
-    ledger.select_many = counted
-    return calls
-
-
 def test_a_scan_reads_a_cases_holders_with_the_case(api: Api) -> None:
     ch = build_channel(api)
     to_store(ch)  # units 0-2 in case 0, at S-SH
-    reads = _reads(api)
+    reads = count_ledger_calls(api, "select_many")
     first = ch.scan(consumer(ch, 0), "wx-a", "s1", location=SHANGHAI)
     assert first.status_code == 200, first.text
     assert first.json()["bound_store"] == "S-SH" and first.json()["alerts"] == []
@@ -66,7 +52,7 @@ def test_a_payment_reads_the_orders_parties_with_the_order(api: Api) -> None:
     mall.paid_order("m-0", referrer="R-SH")  # the routes' caches warm
     placed = mall.order("m-1", referrer="R-SH")
     assert placed.status_code == 201, placed.text
-    reads = _reads(api)
+    reads = count_ledger_calls(api, "select_many")
     paid = mall.pay(placed.json()["order_id"], 10_000)
     assert paid.status_code == 200, paid.text
     assert reads == [1], "the order, its member, distributor and policies in one read"

@@ -73,12 +73,16 @@ class Caller:
         except StaleCredentials:
             return command(self.principal())
         except Exception:
-            if check.done or self.principal() == principal:
+            if check.done:
                 raise
-            return command(self.principal())
-        if check.done or self.principal() == principal:
+            current = self.principal()  # 401 here replaces the refusal
+            if current == principal:
+                raise
+            return command(current)
+        if check.done:
             return answer
-        return command(self.principal())
+        current = self.principal()
+        return answer if current == principal else command(current)
 
 
 def provide_caller(request: Request[Any, Any, Any], services: NamedDependency[Services]) -> Caller:

@@ -51,10 +51,7 @@ class Services:
         if self._is_bootstrap(token):
             return None
         cached = self.authenticate.cached(token)
-        if cached is None:
-            return None
-        versions = ((cached.token, cached.token_version), (cached.partner, cached.partner_version))
-        return cached.principal, Credentials(versions)
+        return None if cached is None else (cached.principal, cached.credentials)
 
     async def principal_async(self, authorization: str | None) -> Principal:
         """``principal_for`` from the event loop: a known token's principal is checked

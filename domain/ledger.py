@@ -55,6 +55,15 @@ BACK_OFF_S_BASE = 0.002
 BACK_OFF_S_MAX = 0.1  # with 16 attempts, at most about 1.2 s of waiting in all
 
 
+def _keep_bounded(cache: dict[UUID, Any], key: UUID, value: Any, most: int) -> None:
+    """``cache[key] = value``, the oldest half of ``cache`` dropped first when it is full
+    (dicts keep insertion order; shared by threads: each step holds the interpreter)."""
+    if len(cache) >= most:
+        for old in list(cache)[: most // 2]:
+            cache.pop(old, None)
+    cache[key] = value
+
+
 def _back_off(attempt: int) -> None:
     """Jittered exponential back-off after a version conflict, so that writers of one hot
     aggregate stop colliding in lockstep."""
@@ -294,20 +303,12 @@ class Ledger(Application[UUID]):
     def remember(self, aggregate: Aggregate) -> None:
         """Keep an immutable aggregate (bounded: the oldest half goes when full)."""
         assert getattr(type(aggregate), "IMMUTABLE", False)
-        if len(self.immutables) >= IMMUTABLES_CACHED_MAX:
-            for key in list(self.immutables)[: IMMUTABLES_CACHED_MAX // 2]:
-                self.immutables.pop(key, None)
-        self.immutables[aggregate.id] = aggregate
+        _keep_bounded(self.immutables, aggregate.id, aggregate, IMMUTABLES_CACHED_MAX)
 
     def remember_hint(self, after: UUID, following: tuple[UUID, ...]) -> None:
-        """(bounded: the oldest half goes when full, as with ``immutables``)"""
-        hints = self.read_hints
-        if hints.get(after) == following:
-            return
-        if len(hints) >= READ_HINTS_MAX:
-            for key in list(hints)[: READ_HINTS_MAX // 2]:
-                hints.pop(key, None)
-        hints[after] = following
+        """(bounded as ``immutables``)"""
+        if self.read_hints.get(after) != following:
+            _keep_bounded(self.read_hints, after, following, READ_HINTS_MAX)
 
     def construct_mapper(self) -> Mapper[UUID]:
         return EventMapper(cipher=self._field_cipher)

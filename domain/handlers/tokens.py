@@ -11,7 +11,7 @@ from uuid import UUID
 from domain.channel import Partner
 from domain.errors import NotAllowed, NotAuthenticated, NotFound
 from domain.identity import hash_token, partner_id, token_id
-from domain.ledger import Ledger, Outcome, RequestKey, UnitOfWork
+from domain.ledger import Credentials, Ledger, Outcome, RequestKey, UnitOfWork
 from domain.principal import Principal, Role
 from domain.tokens import Token, new_token_text
 
@@ -89,6 +89,11 @@ class Authenticated:
     @property
     def ids(self) -> list[UUID]:
         return [self.token, self.partner]
+
+    @property
+    def credentials(self) -> Credentials:
+        """What to check this principal by with a command's first read (``Ledger.checking``)."""
+        return Credentials(((self.token, self.token_version), (self.partner, self.partner_version)))
 
     def current(self, versions: Mapping[UUID, int]) -> bool:
         """Still right if neither the token nor its partner has changed since."""

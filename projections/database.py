@@ -18,6 +18,14 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 DEFAULT_SQLITE_PATH = "var/siyu.db"
 DEFAULT_VIEWS_SCHEMA = "views"
+# Every PostgreSQL session the store opens (the event store's pool, the views' pools, the
+# engine's listener): no JIT. Its cost threshold is a planner estimate, and the command's
+# one-query reads (``= ANY`` of a few ids) are estimated at a tenth of the events table
+# where no statistics are kept (autovacuum off, a restored or freshly loaded database):
+# past about 110,000 events each read compiled first, 6 to 29 ms for 0.1 ms of work, and
+# scans fell from 600 to 140/s at ten times PostgreSQL's CPU (docs/performance.md, round
+# 13). The statements here are short lookups and set-based writes; none gains from it.
+SESSION_OPTIONS = "-c jit=off"
 
 
 class DatabaseUrlError(ValueError):
@@ -77,6 +85,7 @@ class Database:
             user=self.user,
             password=self.password or None,
             dbname=dbname or self.dbname,
+            options=SESSION_OPTIONS,
         )
 
 

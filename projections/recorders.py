@@ -40,7 +40,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from projections.database import reading_rows
+from projections.database import SESSION_OPTIONS, reading_rows
 from projections.keyring import BLIND_INDEX_TABLE, INSERT_INDEX, INSERT_KEY, KEYS_TABLE
 
 SideWrite = tuple[str, tuple[Any, ...]]  # (SQL with ? placeholders, parameters)
@@ -101,6 +101,11 @@ def _by_statement(writes: Sequence[SideWrite]) -> dict[str, list[tuple[Any, ...]
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        # eventsourcing's pool opens its connections at their first use, which the
+        # recorder's set-up makes: each gets the store's session options (before it)
+        pool_kwargs = datastore.pool.kwargs
+        assert isinstance(pool_kwargs, dict), "eventsourcing passes its pool a dict"
+        pool_kwargs["options"] = SESSION_OPTIONS
         super().__init__(datastore, **kwargs)
         # The events as four arrays of plain types, sent in binary: eventsourcing sends
         # one array of a composite type, which psycopg writes as text in Python (every

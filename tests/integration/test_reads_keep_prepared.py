@@ -17,13 +17,7 @@ import pytest
 from projections.access_log import AccessLog
 from projections.store import Store
 from projections.time_travel import event_positions
-
-
-def _every_idle_connection(pool: Any) -> list[Any]:
-    taken = []
-    while pool.get_stats().get("pool_available", 0) > 0:
-        taken.append(pool.getconn(timeout=5))
-    return taken
+from tests.integration.conftest import every_idle_connection
 
 
 def _prepared_on(conn: Any) -> int:
@@ -35,7 +29,7 @@ def _prepared_on(conn: Any) -> int:
 def test_store_reads_keep_each_connections_prepared_statements(store: Store) -> None:
     datastore: Any = store.ledger.recorder.datastore  # type: ignore[attr-defined]
     pool = datastore.pool
-    taken = _every_idle_connection(pool)
+    taken = every_idle_connection(pool)
     assert taken, "the pool holds idle connections"
     for conn in taken:
         conn.execute("SELECT %s::int AS one", (1,), prepare=True).fetchone()
@@ -53,7 +47,7 @@ def test_store_reads_keep_each_connections_prepared_statements(store: Store) -> 
         assert event_positions(store, uuid4()) == {}
         assert access_log.list(0, 10) == []
 
-    again = _every_idle_connection(pool)
+    again = every_idle_connection(pool)
     try:
         lost = [c.info.backend_pid for c in again if _prepared_on(c) == 0]
         assert not lost, f"connections whose prepared statements were dropped: {lost}"

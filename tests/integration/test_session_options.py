@@ -1,0 +1,52 @@
+"""Every PostgreSQL session the store opens runs without JIT (``SESSION_OPTIONS``).
+
+JIT starts where the planner's cost estimate passes a threshold. Without statistics
+(autovacuum off, as on this machine, or a database just restored or loaded) a command's
+read of a few aggregates by id is estimated at a tenth of the events table, so past
+about 110,000 events every such read was compiled before it ran: 6 to 29 ms for 0.1 ms
+of work, scans down from 600 to 140/s (docs/performance.md, round 13). The check is on
+the sessions themselves: the event store's pool (every connection, the first ones
+included), the views' pool, and the reads' pool on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from projections.readings import AsyncReads, one
+from projections.store import Store
+from tests.integration.conftest import every_idle_connection
+
+
+def _jit(conn: Any) -> str:
+    row = conn.execute("SHOW jit").fetchone()
+    return str(row["jit"] if isinstance(row, dict) else row[0])
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite: no JIT
+def test_no_session_of_the_store_compiles_its_statements(store: Store) -> None:
+    pool: Any = store.ledger.recorder.datastore.pool  # type: ignore[attr-defined]
+    taken = every_idle_connection(pool)
+    taken.append(pool.getconn(timeout=5))  # and one opened now, beyond the idle ones
+    try:
+        assert len(taken) >= 2
+        assert {_jit(conn) for conn in taken} == {"off"}
+    finally:
+        for conn in taken:
+            pool.putconn(conn)
+
+    with store.views.query() as tx:
+        assert tx.fetchall("SHOW jit") == [("off",)]
+
+    async def on_the_loop() -> Any:
+        reads = AsyncReads(store.views)
+        await reads.open()
+        try:
+            assert reads.on_loop
+            return await reads.run(one("SHOW jit"))
+        finally:
+            await reads.close()
+
+    assert tuple(asyncio.run(on_the_loop())) == ("off",)

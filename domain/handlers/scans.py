@@ -9,7 +9,7 @@ from uuid import UUID
 from domain.alerts import Alert, AlertKind, TravelRule
 from domain.catalog import Product
 from domain.channel import Partner, PartnerKind
-from domain.codes import CodeKind
+from domain.codes import CodeKind, ParsedCode
 from domain.errors import BusinessRuleBroken, InvalidInput, NotFound
 from domain.handlers.members import loyalty_on_first_scan
 from domain.identity import case_id, keyed_id, partner_id, product_id, unit_id
@@ -90,8 +90,10 @@ def scan(
     by.require(Role.GATEWAY, Role.HQ)
     key = RequestKey(by.scope_key, "scan", req.scan_id, req.content())
 
+    parsed = ledger.codebook.parse_with_gtin(req.code)  # once: each is an HMAC or two
+    outer = None if parsed is None else _outer_serial(ledger, parsed[0])
+
     def decide(uow: UnitOfWork) -> dict[str, Any]:
-        parsed = uow.codebook.parse_with_gtin(req.code)
         if parsed is None:
             raise NotFound("unknown or forged code", code="unknown_code")
         code, url_gtin = parsed
@@ -103,8 +105,8 @@ def scan(
         ctx = ScanContext(req, by, fix, region or req.region_code)
         if code.kind is CodeKind.CASE:
             return _case_scan(uow, ctx, code.serial)
+        assert outer is not None, "a unit's code"
         product = uow.get(Product, product_id(batch.sku), f"product {batch.sku}")
-        outer = code.serial if code.kind is CodeKind.UNIT_OUTER else uow.codebook.outer_of(code)
         unit = uow.find(Unit, unit_id(outer))
         if unit is not None:  # its case, then the partners the checks and binding read
             case = None if unit.container is None else case_id(unit.container)
@@ -123,21 +125,31 @@ def scan(
             return _outer_scan(uow, ctx, unit, rules)
         return _consumer_scan(uow, ctx, unit, product, rules)
 
-    return ledger.execute(key, decide, preload=_reads_of(ledger, req))
+    return ledger.execute(key, decide, preload=_reads_of(ledger, req, parsed, outer))
 
 
-def _reads_of(ledger: Ledger, req: ScanRequest) -> list[UUID]:
+def _outer_serial(ledger: Ledger, code: ParsedCode) -> str | None:
+    """The serial of the unit's outer code (a unit's aggregate is named by it); None: a
+    case's code."""
+    if code.kind is CodeKind.CASE:
+        return None
+    return code.serial if code.kind is CodeKind.UNIT_OUTER else ledger.codebook.outer_of(code)
+
+
+def _reads_of(
+    ledger: Ledger,
+    req: ScanRequest,
+    parsed: tuple[ParsedCode, str | None] | None,
+    outer: str | None,
+) -> list[UUID]:
     """What a scan of ``req.code`` reads first: its unit, the referrer, the member, the
     loyalty policies (each otherwise its own query)."""
-    parsed = ledger.codebook.parse_with_gtin(req.code)
-    if parsed is None or parsed[0].kind is CodeKind.CASE:
+    if parsed is None or outer is None:
         return []
-    code = parsed[0]
-    outer = code.serial if code.kind is CodeKind.UNIT_OUTER else ledger.codebook.outer_of(code)
     reads = [unit_id(outer)]
     if req.referrer is not None:
         reads.append(partner_id(req.referrer))
-    if code.kind is not CodeKind.UNIT_OUTER:
+    if parsed[0].kind is not CodeKind.UNIT_OUTER:
         reads += [
             keyed_id("member", ledger.member_id_key, req.external_id),
             TIER_POLICY_ID,

@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,7 @@ from projections.orders_view import due_orders
 from projections.reconciliation import reconcile
 from projections.statements import parse_period_bound
 from projections.store import Store
-from projections.store_finder import Search, nearest_stores
+from projections.store_finder import Current, DirectoryBehind, Search, nearest_stores
 
 log = logging.getLogger("siyu.settlement")
 SETTLE_INTERVAL_S = 60.0
@@ -42,19 +43,30 @@ def store_finder(store: Store) -> StoreFinder:
     The nearest store is read alone (a small box, usually one statement); the others only
     if the write side refuses it (suspended or gone since the directory applied it).
     Reading twenty every time took a radius that holds twenty stores: 2.6 statements an
-    order, and twenty rows ranked, where the bench's orders need one."""
+    order, and twenty rows ranked, where the bench's orders need one. On PostgreSQL the
+    same statement checks that the directory is current (``Current``); on SQLite the
+    directory and the events are two files, and that takes two statements before it."""
 
     nearest, others = Search(), Search()  # radii for one store and for the candidates
+    current = _directory_current(store)
+
+    def first_store(lat: float, lng: float) -> list[str]:
+        deadline = time.monotonic() + CATCH_UP_WAIT_S
+        while True:
+            if current is None:
+                _wait_for_directory(store, deadline)
+            try:
+                with store.views.query() as tx:  # one statement: no transaction needed
+                    return nearest_stores(tx, lat, lng, 1, nearest, current)
+            except DirectoryBehind as behind:
+                waited = deadline - time.monotonic()
+                if not store.engine.wait_for(behind.position, "partners", max(0.0, waited)):
+                    raise ServiceUnavailable(
+                        "the partner directory is catching up; retry"
+                    ) from None
 
     def find(lat: float, lng: float) -> Iterator[str]:
-        applied = store.engine.position("partners")
-        needed = store.engine.relevant_head("partners", applied)
-        if needed > applied and not store.engine.wait_for(
-            needed, "partners", timeout_s=CATCH_UP_WAIT_S
-        ):
-            raise ServiceUnavailable("the partner directory is catching up; retry")
-        with store.views.query() as tx:  # one statement: no transaction needed
-            first = nearest_stores(tx, lat, lng, 1, nearest)
+        first = first_store(lat, lng)
         yield from first
         if not first:
             return
@@ -63,6 +75,25 @@ def store_finder(store: Store) -> StoreFinder:
         yield from [code for code in more if code not in first][: STORE_CANDIDATES_MAX - 1]
 
     return find
+
+
+def _directory_current(store: Store) -> Current | None:
+    """The check ``nearest_stores`` makes in its first statement (PostgreSQL: the events
+    and the views share the database); None where it cannot."""
+    directory = next(p for p in store.engine.projections if p.name == "partners")
+    if store.database.is_sqlite or not directory.topics:
+        return None
+    recorder: Any = store.ledger.recorder
+    events = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
+    return Current(events, tuple(sorted(directory.topics)), directory.name)
+
+
+def _wait_for_directory(store: Store, deadline: float) -> None:
+    applied = store.engine.position("partners")
+    needed = store.engine.relevant_head("partners", applied)
+    remaining = max(0.0, deadline - time.monotonic())
+    if needed > applied and not store.engine.wait_for(needed, "partners", remaining):
+        raise ServiceUnavailable("the partner directory is catching up; retry")
 
 
 def due_orders_of(store: Store) -> DueOrders:

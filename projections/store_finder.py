@@ -5,6 +5,12 @@ directory to apply the store's head position first, so a store registered just
 before an order is a candidate; the write side re-checks each candidate (a store,
 active) before choosing it.
 
+On PostgreSQL the search's first statement also asks whether the directory has applied
+every partner event there is (``Current``): the directory's position and the events
+after it are in the same database, so an order by location reads the nearest store in
+one statement where it took three (the directory's position, the partner events after
+it, the box). ``DirectoryBehind`` names the event to wait for.
+
 The search reads the stores inside a box around a circle (an index on latitude
 narrows it) and widens the circle until it holds ``limit`` stores: every store
 nearer than the last one taken is inside the circle, so the answer is the one a
@@ -36,6 +42,36 @@ _STORES = (
 _IN_BOX = f"{_STORES} AND lat BETWEEN ? AND ? AND lng BETWEEN ? AND ?"
 
 
+@dataclass(frozen=True)
+class Current:
+    """What the first statement of a search checks: that the directory (the projection
+    ``projection``, whose position table is in the views' schema) has applied every event
+    of ``topics`` in ``events`` (a schema-qualified table of the same database)."""
+
+    events: str
+    topics: tuple[str, ...]
+    projection: str = "partners"
+
+    def guarded(self, sql: str) -> str:
+        """``sql`` (stores' rows: code, lat, lng) after a row naming the newest event the
+        directory has not applied, if there is one (its code NULL)."""
+        return (
+            "WITH behind AS (SELECT max(e.notification_id) AS head "
+            f"FROM {self.events} e WHERE e.topic = ANY(?) AND e.notification_id > COALESCE("
+            "(SELECT position FROM projection_positions WHERE name = ?), 0)) "
+            "SELECT NULL, NULL, NULL, head FROM behind WHERE head IS NOT NULL "
+            f"UNION ALL SELECT s.*, NULL FROM ({sql}) AS s"
+        )
+
+
+class DirectoryBehind(Exception):
+    """The directory has not applied partner events there are: wait for ``position``."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(f"the partner directory has not applied position {position}")
+        self.position = position
+
+
 @dataclass
 class Search:
     """Where the last search found enough stores (one per finder; a race between two
@@ -65,25 +101,45 @@ def bounding_box(
 
 
 def nearest_stores(
-    tx: Tx, lat: float, lng: float, limit: int, search: Search | None = None
+    tx: Tx,
+    lat: float,
+    lng: float,
+    limit: int,
+    search: Search | None = None,
+    current: Current | None = None,
 ) -> list[str]:
+    """Raises ``DirectoryBehind`` if ``current`` is given and the directory is not."""
     if limit <= 0:
         return []
     search = search or Search()
     radius = max(search.radius_km, FIRST_RADIUS_KM)
+    first = current
     while True:
         box = bounding_box(lat, lng, radius)
         if box is None:
-            taken = _ranked(tx.fetchall(_STORES), lat, lng)[:limit]
+            taken = _ranked(_stores(tx, _STORES, (), first), lat, lng)[:limit]
             # fewer stores than asked for: the next search reads them all at once
             search.radius_km = _rung(taken[-1][0]) if len(taken) == limit else math.inf
             return [code for _d, code in taken]
-        ranked = _ranked(tx.fetchall(_IN_BOX, box), lat, lng)
+        ranked = _ranked(_stores(tx, _IN_BOX, box, first), lat, lng)
+        first = None  # checked: the statements after it see a directory as current
         taken = [(d, code) for d, code in ranked if d <= radius][:limit]
         if len(taken) == limit:
             search.radius_km = _rung(taken[-1][0])
             return [code for _d, code in taken]
         radius *= GROWTH
+
+
+def _stores(
+    tx: Tx, sql: str, params: tuple[float, ...], current: Current | None
+) -> list[tuple[Any, ...]]:
+    if current is None:
+        return tx.fetchall(sql, params)
+    rows = tx.fetchall(current.guarded(sql), (list(current.topics), current.projection, *params))
+    behind = [int(row[3]) for row in rows if row[0] is None]
+    if behind:
+        raise DirectoryBehind(behind[0])
+    return [row[:3] for row in rows]
 
 
 def _rung(distance_km: float) -> float:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import random
+from typing import Any
+
+import pytest
 
 from domain.alerts import distance_km
 from projections.store import Store
 from projections.store_finder import FIRST_RADIUS_KM, Search, bounding_box, nearest_stores
+from projections.views import PostgresTx, SqliteTx
 
 
 def _directory(store: Store, stores: list[tuple[str, float | None, float | None, str]]) -> None:
@@ -109,3 +113,89 @@ def _destination(lat: float, lng: float, bearing_deg: float, km: float) -> tuple
         math.sin(b) * math.sin(d) * math.cos(p1), math.cos(d) - math.sin(p1) * math.sin(p2)
     )
     return math.degrees(p2), math.degrees(l2)
+
+
+def _register(store: Store, code: str, lat: float, lng: float) -> None:
+    from domain.channel import Location, PartnerKind, PartnerSpec
+    from domain.handlers import channel
+    from domain.principal import hq_admin
+
+    spec = PartnerSpec(code, PartnerKind.STORE, "D1", code, location=Location(lat, lng),
+                       region_code="310101")  # fmt: skip
+    channel.register_partner(store.ledger, hq_admin(), spec)
+
+
+def _dealer(store: Store) -> None:
+    from domain.channel import PartnerKind, PartnerSpec
+    from domain.handlers import channel
+    from domain.principal import hq_admin
+
+    spec = PartnerSpec("D1", PartnerKind.DEALER, "HQ", "dealer", ("31",))
+    channel.register_partner(store.ledger, hq_admin(), spec)
+
+
+def test_the_finder_waits_for_a_store_registered_just_before(store: Store) -> None:
+    """An order placed by location right after a store's registration finds that store:
+    the finder waits for the partner directory to apply it (and, applied, asks no more)."""
+    import threading
+    import time
+
+    from api.money import store_finder
+
+    _dealer(store)
+    _register(store, "S1", 31.0, 121.0)  # far
+    store.engine.catch_up()
+    find = store_finder(store)
+    assert next(iter(find(31.5, 121.5))) == "S1"
+    _register(store, "S2", 31.5, 121.5)
+    found: list[str] = []
+    finder = threading.Thread(target=lambda: found.extend(find(31.5, 121.5)))
+    finder.start()
+    time.sleep(0.3)  # the finder is waiting: the directory has not applied S2
+    assert not found
+    store.engine.catch_up()
+    finder.join(timeout=10)
+    assert found[:2] == ["S2", "S1"]
+
+
+def test_a_current_directory_answers_the_nearest_store_in_one_statement(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: the directory's position, the partner events after it and the nearest
+    store in one statement (on SQLite the directory and the events are two files: the
+    position and the events after it are two statements before the box)."""
+    from api.money import store_finder
+
+    _dealer(store)
+    _register(store, "S1", 31.0, 121.0)
+    _register(store, "S2", 31.2, 121.2)
+    store.engine.catch_up()
+    find = store_finder(store)
+    assert next(iter(find(31.0, 121.0))) == "S1"  # the search's radius settles
+
+    sent: list[str] = []
+    tx_type: Any = SqliteTx if store.database.is_sqlite else PostgresTx
+    real_fetchall = tx_type.fetchall
+
+    def counted(tx: Any, sql: str, params: Any = ()) -> Any:
+        sent.append(sql)
+        return real_fetchall(tx, sql, params)
+
+    asked: list[str] = []
+    monkeypatch.setattr(tx_type, "fetchall", counted)
+    for name in ("position", "relevant_head", "positions"):
+        real = getattr(store.engine, name)
+        monkeypatch.setattr(store.engine, name, _noting(asked, name, real))
+    assert next(iter(find(31.19, 121.19))) == "S2"
+    if store.database.is_sqlite:
+        assert len(sent) == 2 and "relevant_head" in asked, "SQLite: position, events, box"
+    else:
+        assert len(sent) == 1 and not asked, f"one statement, nothing else: {sent}, {asked}"
+
+
+def _noting(asked: list[str], name: str, real: Any) -> Any:
+    def noted(*args: Any, **kwargs: Any) -> Any:
+        asked.append(name)
+        return real(*args, **kwargs)
+
+    return noted

@@ -615,54 +615,6 @@ def test_a_rebuild_equals_the_live_views(flow: Flow) -> None:
     assert flow.engine.checksums() == live
 
 
-def test_store_finder_waits_for_a_store_registered_just_before(tmp_path) -> None:
-    """An order placed by location right after a store's registration finds that store:
-    the finder waits for the partner directory to apply it (and, applied, asks no more)."""
-    import threading
-    import time
-
-    from api.money import store_finder
-    from domain.channel import Location, PartnerKind, PartnerSpec
-    from domain.handlers import channel
-    from domain.principal import hq_admin
-    from projections.store import Store
-
-    store = Store.open(f"sqlite:///{tmp_path}/finder.db")
-    try:
-        hq = hq_admin()
-
-        def store_at(code: str, lat: float, lng: float) -> PartnerSpec:
-            return PartnerSpec(
-                code,
-                PartnerKind.STORE,
-                "D1",
-                code,
-                location=Location(lat, lng),
-                region_code="310101",
-            )
-
-        for spec in (
-            PartnerSpec("D1", PartnerKind.DEALER, "HQ", "dealer", ("31",)),
-            store_at("S1", 31.0, 121.0),  # far
-        ):
-            channel.register_partner(store.ledger, hq, spec)
-        store.engine.catch_up()
-        find = store_finder(store)
-        assert next(iter(find(31.5, 121.5))) == "S1"
-        near = store_at("S2", 31.5, 121.5)
-        channel.register_partner(store.ledger, hq, near)
-        found: list[str] = []
-        finder = threading.Thread(target=lambda: found.extend(find(31.5, 121.5)))
-        finder.start()
-        time.sleep(0.3)  # the finder is waiting: the directory has not applied S2
-        assert not found
-        store.engine.catch_up()
-        finder.join(timeout=10)
-        assert found[:2] == ["S2", "S1"]
-    finally:
-        store.close()
-
-
 def test_store_finder_reads_the_other_stores_only_when_asked(tmp_path) -> None:
     """The nearest store is read alone; the candidates after it only if the caller asks
     (the write side refused the first): nearest first, no store twice; and an order whose

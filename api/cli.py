@@ -181,7 +181,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from projections.store import default_projections
 
     live = _catching_up(settings.open_store())
-    everything = default_projections(live.ledger.position_of)
+    everything = default_projections(live.ledger.positions_of)
     chosen = [p for p in everything if args.projection in (None, p.name)]
     if not chosen:
         sys.stderr.write(f"unknown projection {args.projection!r}\n")

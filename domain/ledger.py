@@ -74,6 +74,7 @@ GLOBAL_SCOPE = "global"
 
 A = TypeVar("A", bound=Aggregate)
 PositionLookup = Callable[[UUID, int], "int | None"]
+PositionsLookup = Callable[[Sequence[tuple[UUID, int]]], "dict[tuple[UUID, int], int]"]
 EventsLookup = Callable[[Sequence[UUID]], "dict[UUID, list[StoredEvent]]"]
 VersionsLookup = Callable[[Sequence[UUID]], "dict[UUID, int]"]
 PRELOAD_IDS_MAX = 500  # ids per query
@@ -257,6 +258,7 @@ class Ledger(Application[UUID]):
         self.codebook: Codebook = cast(Codebook, None)
         self.member_id_key: bytes = b""
         self.position_of: PositionLookup = lambda _id, _version: None
+        self.positions_of: PositionsLookup = self._positions_one_by_one
         self.select_many: EventsLookup | None = None
         self.versions_of: VersionsLookup = self._versions_by_loading
         super().__init__(env=dict(env))
@@ -278,6 +280,14 @@ class Ledger(Application[UUID]):
                     aggregate = cast(Any, event).mutate(aggregate)
                 loaded[aggregate_id] = aggregate
         return loaded
+
+    def _positions_one_by_one(
+        self, events: Sequence[tuple[UUID, int]]
+    ) -> dict[tuple[UUID, int], int]:
+        """Many events' positions (those stored), by ``position_of`` (the store sets a
+        one-query lookup where a query is a round trip)."""
+        found = {event: self.position_of(*event) for event in events}
+        return {event: position for event, position in found.items() if position is not None}
 
     def _versions_by_loading(self, ids: Sequence[UUID]) -> dict[UUID, int]:
         """(The store sets a one-query lookup; this one works on any recorder.)"""

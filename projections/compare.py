@@ -241,7 +241,7 @@ def fresh_projections(store: Store, names: Sequence[str] | None = None) -> list[
     live_names = [p.name for p in store.engine.projections]
     return [
         p
-        for p in default_projections(store.ledger.position_of)
+        for p in default_projections(store.ledger.positions_of)
         if p.name in live_names and (names is None or p.name in names)
     ]
 

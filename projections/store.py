@@ -20,6 +20,7 @@ from domain.clock import Clock, system_clock
 from domain.codebook import Codebook
 from domain.codes import KEY_ID_COUNT, CodeKey
 from domain.ledger import Ledger
+from projections.alerts import PositionsOf
 from projections.database import Database, parse_database_url, reading, reading_rows
 from projections.engine import Engine, Projection
 from projections.keyring import KEYS_TABLE, MemberKeyring
@@ -34,7 +35,7 @@ DEFAULT_CODE_BASE_URL = "https://id.siyu.example"
 
 
 def default_projections(
-    position_of: Callable[[UUID, int], int | None] | None = None,
+    positions_of: PositionsOf | None = None,
     notary: Any = None,
 ) -> list[Projection]:
     """Every read model, the partner directory first (the others read its paths)."""
@@ -51,7 +52,7 @@ def default_projections(
         PartnerDirectory(),
         TraceView(),
         InventoryView(),
-        AlertsView(position_of),
+        AlertsView(positions_of),
         SellThroughView(),
         HashChain(notary),
         TimeIndex(),
@@ -180,6 +181,29 @@ def _position_lookup(ledger: Ledger, database: Database) -> Any:
         return None if row is None else int(row["notification_id"])
 
     return pg_position
+
+
+def _positions_lookup(ledger: Ledger) -> Any:
+    """Events' positions (aggregate id and version each; those stored), in one statement
+    (PostgreSQL; the ids and versions as two binary arrays)."""
+    datastore: Any = ledger.recorder.datastore  # type: ignore[attr-defined]
+    table: str = ledger.recorder.events_table_name  # type: ignore[attr-defined]
+    statement = (
+        f"SELECT e.originator_id, e.originator_version, e.notification_id FROM {table} e "
+        "JOIN unnest(%b::uuid[], %b::bigint[]) AS r (id, version) "
+        "ON e.originator_id = r.id AND e.originator_version = r.version"
+    )
+
+    def pg_positions(events: Sequence[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]:
+        if not events:
+            return {}
+        ids, versions = [e[0] for e in events], [e[1] for e in events]
+        with reading_rows(datastore) as cur:
+            cur.execute(statement, (ids, versions), prepare=True)
+            rows = cur.fetchall()
+        return {(_uuid(r[0]), int(r[1])): int(r[2]) for r in rows}
+
+    return pg_positions
 
 
 def _uuid(value: Any) -> UUID:
@@ -332,6 +356,8 @@ class Store:
         guard = _InitialisationLock(database)  # tables are created once, not raced
         ledger = Ledger(database.eventsourcing_env(), clock=clock)
         ledger.position_of = _position_lookup(ledger, database)
+        if not database.is_sqlite:  # SQLite: one by one, each a local call
+            ledger.positions_of = _positions_lookup(ledger)
         ledger.versions_of = _versions_lookup(ledger, database)
         secrets = Secrets(ledger, database)
         keyring = MemberKeyring(ledger.recorder.datastore, database.is_sqlite)  # type: ignore[attr-defined]
@@ -343,7 +369,7 @@ class Store:
         views = ViewStore(database, target=views_target)
         chosen = (
             default_projections(
-                ledger.position_of,
+                ledger.positions_of,
                 notary_from_secrets(
                     secrets, signing_key, checkpoint_every or CHECKPOINT_EVERY_DEFAULT, clock
                 ),

@@ -255,9 +255,10 @@ def test_trace_inventory_alerts_and_scope(ch: Channel) -> None:
     alerts = api.get("/v1/alerts", token=ch.tokens["D-SH"]).json()["items"]
     assert [a["kind"] for a in alerts] == ["diversion"]
     assert alerts[0]["code"] == outer(ch, 1) and alerts[0]["dealer"] == "D-SH"
-    assert len(alerts[0]["evidence"]) == 2 and all(
-        isinstance(p, int) for p in alerts[0]["evidence"]
-    )
+    steps = api.get(f"/v1/codes/{outer(ch, 1)}/trace", token=hq).json()["history"]
+    shipped = [h["position"] for h in steps if h["action"] == "ship" and h["to"] == "D-SH"]
+    scanned = [h["position"] for h in steps if h["action"] == "scan"]
+    assert alerts[0]["evidence"] == [*shipped, *scanned], (steps, alerts[0])
     assert api.get("/v1/alerts", token=ch.tokens["D-BJ"]).json()["items"] == []
     assert_problem(api.get("/v1/alerts", token=ch.tokens["S-SH"]), 403)
     assert len(api.get("/v1/alerts", token=hq, kind="diversion").json()["items"]) == 1

@@ -61,3 +61,20 @@ def test_an_aggregate_added_after_it_was_found_absent_is_found(store: Store) -> 
     )
     uow.add(created)
     assert uow.find(Partner, partner_id(code)) is created
+
+
+def test_many_events_positions_in_one_lookup_are_each_ones_position(store: Store) -> None:
+    """``Ledger.positions_of`` (the alerts' evidence, a batch at a time): the position of
+    every stored event asked for, as ``position_of`` answers it one by one, and nothing
+    for an event that is not stored (an unknown aggregate, a version not reached)."""
+    ledger, hq = store.ledger, hq_admin()
+    for code in ("D0", "D1"):
+        channel.register_partner(
+            ledger, hq, PartnerSpec(code, PartnerKind.DEALER, "HQ", code, ("31",))
+        )
+    channel.update_territory(ledger, hq, "D1", "t1", ("31", "3201"))
+    stored = [(partner_id("D0"), 1), (partner_id("D1"), 1), (partner_id("D1"), 2)]
+    asked = [*stored, (partner_id("D0"), 2), (uuid4(), 1)]
+    found = ledger.positions_of(asked)
+    assert found == {event: ledger.position_of(*event) for event in stored}
+    assert len(set(found.values())) == 3 and ledger.positions_of([]) == {}

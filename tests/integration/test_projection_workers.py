@@ -43,7 +43,7 @@ def sides(demo: Store) -> Iterator[Made]:
 
 
 def _projections(store: Store) -> list[Projection]:
-    return default_projections(store.ledger.position_of)
+    return default_projections(store.ledger.positions_of)
 
 
 def side(

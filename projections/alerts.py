@@ -20,7 +20,6 @@ from domain.alerts import Alert
 from domain.identity import id_text
 from projections.views import Tx
 
-PositionOf = Callable[[UUID, int], int | None]
 Ref = tuple[UUID, int]  # an event: its aggregate's id and version
 # the positions of those of the events that are stored
 PositionsOf = Callable[[Sequence[Ref]], Mapping[Ref, int]]

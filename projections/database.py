@@ -23,8 +23,8 @@ DEFAULT_VIEWS_SCHEMA = "views"
 # one-query reads (``= ANY`` of a few ids) are estimated at a tenth of the events table
 # where no statistics are kept (autovacuum off, a restored or freshly loaded database):
 # past about 110,000 events each read compiled first, 6 to 29 ms for 0.1 ms of work, and
-# scans fell from 600 to 140/s at ten times PostgreSQL's CPU (docs/performance.md, round
-# 13). The statements here are short lookups and set-based writes; none gains from it.
+# scans fell from 600 to 130-270/s at 5-10 times PostgreSQL's CPU (docs/performance.md,
+# round 13). The statements here are short lookups and set-based writes; none gains.
 SESSION_OPTIONS = "-c jit=off"
 
 

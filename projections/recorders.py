@@ -54,7 +54,13 @@ INSERT_FUNCTION = "siyu_insert_events"
 # bind. Four alternated pairs of scan runs: PostgreSQL's CPU per scan 0.89 -> 0.77 ms,
 # scans 630 -> 665/s (docs/performance.md, round 13). The views' statements keep the
 # default: their reads range over partners and times.
-EVENT_STORE_SESSION_OPTIONS = f"{SESSION_OPTIONS} -c plan_cache_mode=force_generic_plan"
+# And no parallel workers: without statistics the same reads, estimated at a tenth of
+# the table, were planned as parallel scans from about a million events on, two worker
+# processes started for every read of a few rows (5 ms, against 0.1), and scans fell
+# from 650 to 210/s on a million-event store.
+EVENT_STORE_SESSION_OPTIONS = (
+    f"{SESSION_OPTIONS} -c plan_cache_mode=force_generic_plan -c max_parallel_workers_per_gather=0"
+)
 # The events table's lock, then its notification, then the insert: as eventsourcing's
 # PostgresApplicationRecorder does in its transaction (insert order = commit order, so
 # a reader of the log never passes a gap that fills later). The keyring's rows first,

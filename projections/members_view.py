@@ -319,15 +319,20 @@ def _write_moved(tx: Tx, positions: dict[str, int]) -> set[str]:
 
 
 def _check_all(tx: Tx, members: set[str]) -> None:
-    """The view's balance is its lots minus debt, and no lot is below zero."""
+    """The view's balance is its lots minus debt, and no lot is below zero.
+
+    The lots by scalar subqueries, one index probe per member: as a join, PostgreSQL
+    without statistics hashed the whole lots table for every batch (17 ms at 114,000
+    lots, for 20 members), a third of its CPU per scan on a million-event store."""
     rows = list(
         rows_in(
             tx,
-            "SELECT m.member_id, m.points, m.debt, COALESCE(SUM(l.remaining), 0), "
-            "COALESCE(MIN(l.remaining), 0) FROM members m LEFT JOIN member_lots l "
-            "ON l.member_id = m.member_id WHERE m.member_id",
+            "SELECT m.member_id, m.points, m.debt, "
+            "COALESCE((SELECT SUM(l.remaining) FROM member_lots l "
+            "WHERE l.member_id = m.member_id), 0), "
+            "COALESCE((SELECT MIN(l.remaining) FROM member_lots l "
+            "WHERE l.member_id = m.member_id), 0) FROM members m WHERE m.member_id",
             sorted(members),
-            tail=" GROUP BY m.member_id, m.points, m.debt",
         )
     )
     found = {str(r[0]) for r in rows}

@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from api.money import store_finder
 from api.problems import ServiceUnavailable
 from api.settings import Settings
 from domain.errors import InvalidInput, NotAuthenticated
@@ -36,6 +37,8 @@ class Services:
         self.authenticate = Authenticator(self.store.ledger)
         # the hot reads' driver on the event loop (opened and closed with the app)
         self.reads = AsyncReads(self.store.views)
+        # one finder for every order: its searches' radii carry from order to order
+        self.find_stores = store_finder(self.store)
 
     def principal_for(self, authorization: str | None) -> Principal:
         token = _bearer(authorization)

@@ -8,7 +8,6 @@ from litestar import Controller, get, post
 from litestar.params import JSONBody, PathParameter
 
 from api.deps import CallerDep, MinPosition, ServicesDep
-from api.money import store_finder
 from api.money_schemas import (
     CancellationIn,
     FulfilmentIn,
@@ -55,7 +54,7 @@ class OrderController(Controller):
                 lng=None if where is None else where.lng,
                 referrer=data.referrer,
             )
-            return orders.place_order(store.ledger, principal, request, store_finder(store))
+            return orders.place_order(store.ledger, principal, request, services.find_stores)
 
         return written(caller.run(place))
 

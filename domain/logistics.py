@@ -6,7 +6,7 @@ a typed refusal; the handler runs a whole request atomically on top of it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -72,21 +72,34 @@ def operates_for(by: Principal, partner: str) -> bool:
 
 # -- resolving codes -------------------------------------------------------------
 
+# Every code a request names, parsed once (a parse is two HMACs; the reads and the
+# movements both need them, and a conflicting request is decided again): None where
+# the text is not a genuine code.
+Codes = Mapping[str, ParsedCode | None]
 
-def parse(uow: UnitOfWork, text: str) -> ParsedCode:
-    code = uow.codebook.parse(text)
+
+def parse_all(codebook: Codebook, movements: Iterable[Movement]) -> dict[str, ParsedCode | None]:
+    return {
+        text: codebook.parse(text)
+        for m in movements
+        for text in (*m.codes, *((m.parent,) if m.parent else ()))
+    }
+
+
+def parse(codes: Codes, text: str) -> ParsedCode:
+    code = codes[text]
     if code is None:
         raise NotFound(f"unknown code {text[:40]!r}", code="unknown_code")
     return code
 
 
-def reads_of(codebook: Codebook, movements: Iterable[Movement]) -> list[UUID]:
+def reads_of(codes: Codes, movements: Iterable[Movement]) -> list[UUID]:
     """The units, cases and partners these movements will read, to fetch them in one query
     (codes that do not parse are left to the movement, which refuses them)."""
     reads: list[UUID] = []
     for m in movements:
         for text in (*m.codes, *((m.parent,) if m.parent else ())):
-            code = codebook.parse(text)
+            code = codes[text]
             if code is None or code.kind is CodeKind.UNIT_CONSUMER:
                 continue
             reads.append(
@@ -105,9 +118,9 @@ def batch_of(uow: UnitOfWork, code: ParsedCode) -> CodeBatch:
     return batch
 
 
-def held(uow: UnitOfWork, text: str) -> Unit | Case:
+def held(uow: UnitOfWork, codes: Codes, text: str) -> Unit | Case:
     """The commissioned unit or case an outer code names."""
-    code = parse(uow, text)
+    code = parse(codes, text)
     if code.kind is CodeKind.UNIT_CONSUMER:
         raise BusinessRuleBroken(
             "logistics uses outer codes, not consumer codes", code="consumer_code_in_logistics"
@@ -132,7 +145,8 @@ def whereabouts(uow: UnitOfWork, item: Unit | Case) -> Unit | Case:
 # -- the actions -----------------------------------------------------------------
 
 
-def move(uow: UnitOfWork, by: Principal, m: Movement) -> None:
+def move(uow: UnitOfWork, by: Principal, m: Movement, codes: Codes) -> None:
+    """``codes``: at least the movement's, parsed (``parse_all``)."""
     if by.role in (Role.AUDITOR, Role.GATEWAY, Role.CLERK, Role.DISTRIBUTOR):
         raise NotAllowed(f"role {by.role.value} does not move goods")
     handler = {
@@ -143,13 +157,13 @@ def move(uow: UnitOfWork, by: Principal, m: Movement) -> None:
         Action.RECEIVE: _receive,
         Action.SELL: _sell,
     }[m.action]
-    handler(uow, by, m)
+    handler(uow, by, m, codes)
 
 
-def _commission(uow: UnitOfWork, by: Principal, m: Movement) -> None:
+def _commission(uow: UnitOfWork, by: Principal, m: Movement, codes: Codes) -> None:
     by.require(Role.FACTORY, Role.HQ)
     for text in m.codes:
-        code = parse(uow, text)
+        code = parse(codes, text)
         batch = batch_of(uow, code)
         if code.kind is CodeKind.UNIT_CONSUMER:
             raise BusinessRuleBroken("commission outer codes", code="consumer_code_in_logistics")
@@ -182,9 +196,9 @@ def _commission(uow: UnitOfWork, by: Principal, m: Movement) -> None:
         )
 
 
-def _case(uow: UnitOfWork, text: str | None) -> Case:
+def _case(uow: UnitOfWork, codes: Codes, text: str | None) -> Case:
     assert text is not None
-    found = held(uow, text)
+    found = held(uow, codes, text)
     if not isinstance(found, Case):
         raise BusinessRuleBroken("parent must be a case code", code="not_a_case")
     return found
@@ -195,14 +209,14 @@ def _require_holder(by: Principal, item: Unit | Case) -> None:
         raise NotAllowed(f"{by.partner} does not hold this item")
 
 
-def _pack(uow: UnitOfWork, by: Principal, m: Movement) -> None:
-    case = _case(uow, m.parent)
+def _pack(uow: UnitOfWork, by: Principal, m: Movement, codes: Codes) -> None:
+    case = _case(uow, codes, m.parent)
     _require_holder(by, case)
     if case.state is not UnitState.IN_STOCK:
         raise BusinessRuleBroken("the case is not in stock", code="not_in_stock")
     units: list[Unit] = []
     for text in m.codes:
-        unit = held(uow, text)
+        unit = held(uow, codes, text)
         if not isinstance(unit, Unit):
             raise BusinessRuleBroken("cases hold units, not cases", code="not_a_unit")
         if unit.container is not None:
@@ -217,14 +231,14 @@ def _pack(uow: UnitOfWork, by: Principal, m: Movement) -> None:
         unit.trigger_event(Unit.Packed, timestamp=uow.now, case=case.serial, by=by.scope_key)
 
 
-def _unpack(uow: UnitOfWork, by: Principal, m: Movement) -> None:
-    case = _case(uow, m.parent)
+def _unpack(uow: UnitOfWork, by: Principal, m: Movement, codes: Codes) -> None:
+    case = _case(uow, codes, m.parent)
     _require_holder(by, case)
     if case.state is not UnitState.IN_STOCK:
         raise BusinessRuleBroken("unpack a case that is in stock", code="not_in_stock")
     units: list[Unit] = []
     for text in m.codes:
-        unit = held(uow, text)
+        unit = held(uow, codes, text)
         if not isinstance(unit, Unit) or unit.container != case.serial:
             raise BusinessRuleBroken(f"{text} is not in this case", code="not_in_case")
         units.append(unit)
@@ -245,10 +259,10 @@ def _unpack(uow: UnitOfWork, by: Principal, m: Movement) -> None:
         )
 
 
-def _ship(uow: UnitOfWork, by: Principal, m: Movement) -> None:
+def _ship(uow: UnitOfWork, by: Principal, m: Movement, codes: Codes) -> None:
     assert m.to is not None
     for text in m.codes:
-        item = held(uow, text)
+        item = held(uow, codes, text)
         if isinstance(item, Unit) and item.container is not None:
             raise BusinessRuleBroken(
                 f"{text} is packed in {item.container}: ship the case", code="packed"
@@ -277,9 +291,9 @@ def _ship(uow: UnitOfWork, by: Principal, m: Movement) -> None:
             item.trigger_event(Unit.Shipped, timestamp=uow.now, **fields)
 
 
-def _receive(uow: UnitOfWork, by: Principal, m: Movement) -> None:
+def _receive(uow: UnitOfWork, by: Principal, m: Movement, codes: Codes) -> None:
     for text in m.codes:
-        item = held(uow, text)
+        item = held(uow, codes, text)
         if isinstance(item, Unit) and item.container is not None:
             raise BusinessRuleBroken(f"{text} is packed: receive the case", code="packed")
         if item.state is not UnitState.IN_TRANSIT:
@@ -294,10 +308,10 @@ def _receive(uow: UnitOfWork, by: Principal, m: Movement) -> None:
             item.trigger_event(Unit.Received, timestamp=uow.now, by=by.scope_key)
 
 
-def _sell(uow: UnitOfWork, by: Principal, m: Movement) -> None:
+def _sell(uow: UnitOfWork, by: Principal, m: Movement, codes: Codes) -> None:
     by.require(Role.STORE)
     for text in m.codes:
-        unit = held(uow, text)
+        unit = held(uow, codes, text)
         if not isinstance(unit, Unit):
             raise BusinessRuleBroken("sell units; unpack cases first", code="not_a_unit")
         holder = whereabouts(uow, unit)

@@ -6,7 +6,7 @@ from typing import Any
 
 from domain.errors import BatchRefused, DomainError, InvalidInput, NotAllowed, Refusal
 from domain.ledger import BatchOutcome, Ledger, RequestKey, UnitOfWork
-from domain.logistics import Movement, move, reads_of
+from domain.logistics import Movement, move, parse_all, reads_of
 from domain.principal import Principal
 
 EVENTS_PER_REQUEST_MAX = 1000
@@ -22,17 +22,18 @@ def record_movements(ledger: Ledger, by: Principal, movements: list[Movement]) -
     if len({m.event_id for m in movements}) != len(movements):
         raise InvalidInput.field("events", "an event_id appears twice in one request")
     keys = [RequestKey(by.scope_key, "logistics", m.event_id, m.content()) for m in movements]
+    codes = parse_all(ledger.codebook, movements)
 
     def decide(uow: UnitOfWork, fresh: list[int]) -> list[dict[str, Any]]:
         refusals: list[Refusal] = []
         for i in fresh:
             m = movements[i]
             try:
-                move(uow, by, m)
+                move(uow, by, m, codes)
             except DomainError as e:
                 refusals.append(Refusal(m.event_id, e.code, e.detail, isinstance(e, NotAllowed)))
         if refusals:
             raise BatchRefused(refusals)
         return [{"event_id": movements[i].event_id, "status": "applied"} for i in fresh]
 
-    return ledger.execute_batch(keys, decide, preload=reads_of(ledger.codebook, movements))
+    return ledger.execute_batch(keys, decide, preload=reads_of(codes, movements))

@@ -289,3 +289,38 @@ def test_epcis_export_validates(ch: Channel) -> None:
     assert steps[:3] == ["commissioning", "packing", "shipping"]
     assert "retail_selling" in steps
     assert consumer(ch, 0) not in response.text
+
+
+def test_a_request_parses_each_code_it_names_once(
+    ch: Channel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parse is two HMACs: a logistics request's reads and movements share one parse of
+    each code, and a scan parses its code once (a conflicting command is decided again
+    without parsing again)."""
+    import domain.codebook
+
+    parsed: list[str] = []
+    parse_scanned = domain.codebook.parse_scanned
+
+    def counting(text: str, *args: object, **kwargs: object) -> object:
+        parsed.append(text)
+        return parse_scanned(text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(domain.codebook, "parse_scanned", counting)
+    codes = [outer(ch, i) for i in range(len(ch.units))]
+    steps = [
+        ("factory", "commission", codes + ch.cases, {}),
+        ("factory", "pack", codes[:3], {"parent": ch.cases[0]}),
+        ("hq", "ship", [ch.cases[0], codes[3]], {"to": "D-SH"}),
+        ("D-SH", "receive", [ch.cases[0], codes[3]], {}),
+        ("D-SH", "ship", [ch.cases[0], codes[3]], {"to": "S-SH"}),
+        ("S-SH", "receive", [ch.cases[0], codes[3]], {}),
+    ]
+    for who, action, named, extra in steps:
+        parsed.clear()
+        assert ch.move(who, action, named, **extra).status_code == 200
+        expected = [*named, *extra.values()] if action == "pack" else named
+        assert sorted(parsed) == sorted(expected), action
+    parsed.clear()
+    assert ch.scan(consumer(ch, 3), "wx-alice", "s-once").status_code == 200
+    assert parsed == [consumer(ch, 3)]

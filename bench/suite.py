@@ -16,7 +16,7 @@ import httpx
 from bench import bulk, wrk
 from bench.channel import Channel, build_channel, issue_batch
 from bench.metrics import Metric, RssSampler, ServerCpu, server_cpu
-from bench.server import BOOTSTRAP, run_cli, serving
+from bench.server import BOOTSTRAP, Server, run_cli, serving
 from bench.workloads import (
     CASE_UNITS,
     Lot,
@@ -48,6 +48,9 @@ class Sizes:
     read_connections: int = 8
     api_workers: int = 1  # `siyu serve --workers N` for the HTTP workloads
     projection_workers: int = 1  # `siyu project` / `siyu replay --workers N`
+    # the write workloads again after the reads, on the store the backlog filled
+    # (``LARGE``): a planner's cliffs show from about 100,000 events (round 13)
+    large_store_writes: bool = True
 
 
 ISSUE = Sizes(backlog=1_000_000, api_workers=2, projection_workers=2)
@@ -74,6 +77,7 @@ PRESETS = {
     ),
 }
 SQLITE_SMOKE = Sizes(
+    large_store_writes=False,
     repeats=1,
     logistics_cases=2,
     logistics_loose=48,
@@ -86,7 +90,8 @@ SQLITE_SMOKE = Sizes(
     reads=100,
 )
 SQLITE = Sizes(repeats=3, logistics_cases=20, logistics_loose=576, warm_scans=300, scans=600,
-               orders=100, code_repeats=1, backlog=12_000, reads=1_000)  # fmt: skip
+               orders=100, code_repeats=1, backlog=12_000, reads=1_000,
+               large_store_writes=False)  # fmt: skip
 
 
 def say(text: str) -> None:
@@ -113,94 +118,11 @@ def _check(result: wrk.WrkResult, what: str, out: Metric) -> None:
 # -- HTTP workloads against a real `siyu serve` ----------------------------------------
 
 
-def http_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) -> None:  # noqa: PLR0915
+def http_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) -> None:
     with serving(url, workdir, workers=sizes.api_workers) as srv:
         say(f"serve {url} at {srv.base}: building the channel")
         ch = build_channel(srv.base)
-        warm_cases = sizes.warm_scans // (2 * CASE_UNITS)
-        warm_loose = sizes.warm_scans - warm_cases * CASE_UNITS
-        per_units = sizes.logistics_cases * CASE_UNITS + sizes.logistics_loose
-        units = issue_batch(ch, "BENCH-U", sizes.repeats * per_units + sizes.warm_scans, "unit")
-        cases = issue_batch(ch, "BENCH-C", sizes.repeats * sizes.logistics_cases + warm_cases,
-                            "case")  # fmt: skip
-        case_codes = [r["code"] for r in cases]
-        # untimed: goods for the warm-up scans, which make the "existing" members
-        warm_lots = plan_lots(ch, units[: sizes.warm_scans], case_codes[:warm_cases],
-                              warm_cases, warm_loose)  # fmt: skip
-        _move(srv.base, ch, warm_lots, "W", sizes, None)
-        warm = scan_requests(ch, warm_lots, "W", ["unused"], seed=99, diverted_every=10**9)
-        warm = [r for i, r in enumerate(warm) if i % 2 == 0]  # new members only
-        existing = [f"W-m{i}" for i in range(0, 2 * len(warm), 2)]
-        say(f"warm-up: {len(warm)} scans making the existing members")
-        wrk.run(srv.base, warm, sizes.scan_connections)
-
-        logistics = _metric(out, "logistics_events_per_s", "unit-events/s",
-            f"POST /v1/logistics (`siyu serve --workers {sizes.api_workers}`), "
-            f"{sizes.logistics_connections} connections, 10 events per "
-            "request, 6 steps run one after the other (commission, pack, ship to dealer, "
-            "receive, ship to store, receive); half the unit-events on loose units")  # fmt: skip
-        lots_by_repeat: list[list[Lot]] = []
-        at_u, at_c = sizes.warm_scans, warm_cases
-        for r in range(sizes.repeats):
-            lots = plan_lots(ch, units[at_u : at_u + per_units],
-                             case_codes[at_c : at_c + sizes.logistics_cases],
-                             sizes.logistics_cases, sizes.logistics_loose)  # fmt: skip
-            at_u, at_c = at_u + per_units, at_c + sizes.logistics_cases
-            lots_by_repeat.append(lots)
-            # from a quiet server, as scans and payments: the first repeat had paid for the
-            # warm-up scans' projections, the others for the previous repeat's sales
-            _settle(srv.base, f"before logistics {r + 1}", out)
-            with server_cpu(srv.pid) as used:
-                _move(srv.base, ch, lots, f"L{r}", sizes, logistics)
-                _settle(srv.base, f"after logistics {r + 1}", out)
-            _cpu_per_op(logistics, used[0], logistics.extra["unit_events_per_repeat"])
-            say(f"logistics repeat {r + 1}: {logistics.values[-1]:,.0f} unit-events/s")
-
-        scans = _metric(out, "scan_http_per_s", "scans/s",
-            f"POST /v1/scans to `siyu serve --workers {sizes.api_workers}`, "
-            f"{sizes.scan_connections} connections, {sizes.scans} scans per "
-            "repeat, each a different unit (commissioned, to a dealer, received, to a store, "
-            "received, 1 in 5 sold), half new members (with phone), half existing, located "
-            "(1 in 20 outside the dealer's territory)")  # fmt: skip
-        p99 = _metric(out, "scan_http_p99_ms", "ms", "wrk's 99th percentile of the scan runs")
-        rss = _metric(out, "api_rss_mb_max", "MB", "peak VmRSS of the API processes "
-                      f"together (`siyu serve --workers {sizes.api_workers}`: supervisor and "
-                      "workers, sampled every 50 ms) during the scan runs")  # fmt: skip
-        with RssSampler(srv.pid) as sampler:
-            for r, lots in enumerate(lots_by_repeat):
-                requests = scan_requests(ch, lots, f"S{r}", existing, seed=r)[: sizes.scans]
-                with server_cpu(srv.pid) as used:
-                    result = wrk.run(srv.base, requests, sizes.scan_connections)
-                    _settle(srv.base, f"after scans {r + 1}", out)
-                _cpu_per_op(scans, used[0], result.ok)
-                _check(result, "scans", scans)
-                scans.values.append(result.per_s)
-                p99.values.append(result.p99_ms)
-                say(f"scans repeat {r + 1}: {result.per_s:,.0f}/s p99 {result.p99_ms:.0f} ms")
-        rss.values.append(sampler.peak_mb)  # all API processes together
-        rss.extra["api_workers"] = sizes.api_workers
-        rss.extra["largest_process_mb"] = round(sampler.peak_one_mb, 1)
-
-        pay = _metric(out, "payment_http_per_s", "order+payment/s",
-            f"{sizes.orders} orders per repeat (hq_dropship, new members, all 63 stores; 1 in 3 "
-            f"with the store's distributor as referrer, else located), {sizes.order_connections} "
-            "connections: POST /v1/orders for all, then POST /v1/orders/{id}/payments for "
-            "all; pairs / (both run times)")  # fmt: skip
-        for r in range(sizes.repeats):
-            _settle(srv.base, f"before payments {r + 1}", out)
-            orders, payments = order_requests(ch, sizes.orders, f"P{r}", seed=100 + r)
-            with server_cpu(srv.pid) as used:
-                placed = wrk.run(srv.base, orders, sizes.order_connections)
-                paid = wrk.run(srv.base, payments, sizes.order_connections)
-                _settle(srv.base, f"after payments {r + 1}", out)
-            _check(placed, "orders", pay)
-            _check(paid, "payments", pay)
-            _cpu_per_op(pay, used[0], paid.ok)
-            pay.values.append(paid.ok / (placed.seconds + paid.seconds))
-            pay.extra.setdefault("order_p99_ms", []).append(round(placed.p99_ms, 1))
-            pay.extra.setdefault("payment_p99_ms", []).append(round(paid.p99_ms, 1))
-            say(f"order+payment repeat {r + 1}: {pay.values[-1]:,.1f}/s")
-
+        write_workloads(srv, ch, sizes, out)
         codes = _metric(out, "codes_issue_1m_s", "s",
                         f"POST /v1/code-batches ({sizes.codes:,} unit codes) and GET its CSV, "
                         "streamed to the end")  # fmt: skip
@@ -208,6 +130,109 @@ def http_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) 
         for r in range(sizes.code_repeats):
             codes.values.append(_issue_and_stream(ch, f"BIG-{r}", sizes.codes))
             say(f"codes repeat {r + 1}: {codes.values[-1]:.1f} s")
+
+
+LARGE = "_large_store"  # the write metrics again, on the store the bulk backlog filled
+
+
+def write_workloads(  # noqa: PLR0915
+    srv: Server, ch: Channel, sizes: Sizes, out: dict[str, Metric], store: str = "", tag: str = ""
+) -> None:
+    """Logistics, scans (the API's memory sampled) and order + payment, each in
+    ``sizes.repeats`` repeats from a quiet server. ``store`` names the metrics' store
+    (`""`: the young one they are first measured on; ``LARGE``); ``tag`` keeps its
+    batches, event, scan, member and order ids apart from the others in that store."""
+    ch = replace(ch, base=srv.base)  # the channel may have been built through another server
+    ours = f" on a store of {store_size(srv.base):,} events" if store else ""
+    warm_cases = sizes.warm_scans // (2 * CASE_UNITS)
+    warm_loose = sizes.warm_scans - warm_cases * CASE_UNITS
+    per_units = sizes.logistics_cases * CASE_UNITS + sizes.logistics_loose
+    units = issue_batch(ch, f"{tag}BENCH-U", sizes.repeats * per_units + sizes.warm_scans,
+                        "unit")  # fmt: skip
+    cases = issue_batch(ch, f"{tag}BENCH-C", sizes.repeats * sizes.logistics_cases + warm_cases,
+                        "case")  # fmt: skip
+    case_codes = [r["code"] for r in cases]
+    # untimed: goods for the warm-up scans, which make the "existing" members
+    warm_lots = plan_lots(ch, units[: sizes.warm_scans], case_codes[:warm_cases],
+                          warm_cases, warm_loose)  # fmt: skip
+    _move(srv.base, ch, warm_lots, f"{tag}W", sizes, None)
+    warm = scan_requests(ch, warm_lots, f"{tag}W", ["unused"], seed=99, diverted_every=10**9)
+    warm = [r for i, r in enumerate(warm) if i % 2 == 0]  # new members only
+    existing = [f"{tag}W-m{i}" for i in range(0, 2 * len(warm), 2)]
+    say(f"warm-up{ours}: {len(warm)} scans making the existing members")
+    wrk.run(srv.base, warm, sizes.scan_connections)
+
+    logistics = _metric(out, f"logistics_events_per_s{store}", "unit-events/s",
+        f"POST /v1/logistics (`siyu serve --workers {sizes.api_workers}`){ours}, "
+        f"{sizes.logistics_connections} connections, 10 events per "
+        "request, 6 steps run one after the other (commission, pack, ship to dealer, "
+        "receive, ship to store, receive); half the unit-events on loose units")  # fmt: skip
+    lots_by_repeat: list[list[Lot]] = []
+    at_u, at_c = sizes.warm_scans, warm_cases
+    for r in range(sizes.repeats):
+        lots = plan_lots(ch, units[at_u : at_u + per_units],
+                         case_codes[at_c : at_c + sizes.logistics_cases],
+                         sizes.logistics_cases, sizes.logistics_loose)  # fmt: skip
+        at_u, at_c = at_u + per_units, at_c + sizes.logistics_cases
+        lots_by_repeat.append(lots)
+        # from a quiet server, as scans and payments: the first repeat had paid for the
+        # warm-up scans' projections, the others for the previous repeat's sales
+        _settle(srv.base, f"before logistics {r + 1}{store}", out)
+        with server_cpu(srv.pid) as used:
+            _move(srv.base, ch, lots, f"{tag}L{r}", sizes, logistics)
+            _settle(srv.base, f"after logistics {r + 1}{store}", out)
+        _cpu_per_op(logistics, used[0], logistics.extra["unit_events_per_repeat"])
+        say(f"logistics repeat {r + 1}{ours}: {logistics.values[-1]:,.0f} unit-events/s")
+
+    scans = _metric(out, f"scan_http_per_s{store}", "scans/s",
+        f"POST /v1/scans to `siyu serve --workers {sizes.api_workers}`{ours}, "
+        f"{sizes.scan_connections} connections, {sizes.scans} scans per "
+        "repeat, each a different unit (commissioned, to a dealer, received, to a store, "
+        "received, 1 in 5 sold), half new members (with phone), half existing, located "
+        "(1 in 20 outside the dealer's territory)")  # fmt: skip
+    p99 = _metric(out, f"scan_http_p99_ms{store}", "ms", "wrk's 99th percentile of the scan runs")
+    rss = _metric(out, f"api_rss_mb_max{store}", "MB", "peak VmRSS of the API processes "
+                  f"together (`siyu serve --workers {sizes.api_workers}`: supervisor and "
+                  "workers, sampled every 50 ms) during the scan runs")  # fmt: skip
+    with RssSampler(srv.pid) as sampler:
+        for r, lots in enumerate(lots_by_repeat):
+            requests = scan_requests(ch, lots, f"{tag}S{r}", existing, seed=r)[: sizes.scans]
+            with server_cpu(srv.pid) as used:
+                result = wrk.run(srv.base, requests, sizes.scan_connections)
+                _settle(srv.base, f"after scans {r + 1}{store}", out)
+            _cpu_per_op(scans, used[0], result.ok)
+            _check(result, "scans", scans)
+            scans.values.append(result.per_s)
+            p99.values.append(result.p99_ms)
+            say(f"scans repeat {r + 1}{ours}: {result.per_s:,.0f}/s p99 {result.p99_ms:.0f} ms")
+    rss.values.append(sampler.peak_mb)  # all API processes together
+    rss.extra["api_workers"] = sizes.api_workers
+    rss.extra["largest_process_mb"] = round(sampler.peak_one_mb, 1)
+
+    pay = _metric(out, f"payment_http_per_s{store}", "order+payment/s",
+        f"{sizes.orders} orders per repeat{ours} (hq_dropship, new members, all 63 stores; 1 "
+        f"in 3 with the store's distributor as referrer, else located), "
+        f"{sizes.order_connections} connections: POST /v1/orders for all, then POST "
+        "/v1/orders/{id}/payments for all; pairs / (both run times)")  # fmt: skip
+    for r in range(sizes.repeats):
+        _settle(srv.base, f"before payments {r + 1}{store}", out)
+        orders, payments = order_requests(ch, sizes.orders, f"{tag}P{r}", seed=100 + r)
+        with server_cpu(srv.pid) as used:
+            placed = wrk.run(srv.base, orders, sizes.order_connections)
+            paid = wrk.run(srv.base, payments, sizes.order_connections)
+            _settle(srv.base, f"after payments {r + 1}{store}", out)
+        _check(placed, "orders", pay)
+        _check(paid, "payments", pay)
+        _cpu_per_op(pay, used[0], paid.ok)
+        pay.values.append(paid.ok / (placed.seconds + paid.seconds))
+        pay.extra.setdefault("order_p99_ms", []).append(round(placed.p99_ms, 1))
+        pay.extra.setdefault("payment_p99_ms", []).append(round(paid.p99_ms, 1))
+        say(f"order+payment repeat {r + 1}{ours}: {pay.values[-1]:,.1f}/s")
+
+
+def store_size(base: str) -> int:
+    """The events in the store a server serves (its head position)."""
+    return int(httpx.get(f"{base}/health", timeout=30).json()["position"])
 
 
 def _cpu_per_op(metric: Metric, used: ServerCpu, ops: int) -> None:
@@ -380,6 +405,11 @@ def bulk_metrics(url: str, workdir: Path, sizes: Sizes, out: dict[str, Metric]) 
             say(f"reads repeat {r + 1}: balance p99 {balance.values[-1]:.1f} ms (by the "
                 f"partners themselves {own_p99[-1]:.1f} ms), trace p99 "
                 f"{trace.values[-1]:.1f} ms")  # fmt: skip
+
+    if sizes.large_store_writes:
+        with serving(url, workdir, workers=sizes.api_workers,
+                     SIYU_AUDIT_VERIFY_AT_START="0") as srv:  # fmt: skip
+            write_workloads(srv, ch, sizes, out, LARGE, tag="X")
 
 
 def _project_slices(

@@ -25,6 +25,7 @@ from eventsourcing.domain import Aggregate
 
 from bench.channel import SKU, Channel, Site
 from domain.batches import CodeBatch, CodeLevel
+from domain.carry_forward import carry_forward_where_due
 from domain.codes import CodeKind, iter_batch_codes, iter_unit_codes
 from domain.handlers import orders
 from domain.handlers.catalog import issue_batch
@@ -103,6 +104,7 @@ class BulkLedger:
         return found
 
     def _keep(self, uow: UnitOfWork, records: list[ClientRequest]) -> None:
+        carry_forward_where_due(uow.changed(), uow.now)  # as ``Ledger._save_many``
         for aggregate in [*uow._touched.values(), *records]:
             self.cache[aggregate.id] = aggregate
             self.fresh.discard(aggregate.id)

@@ -19,6 +19,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain import carry_forward
 from domain.errors import InvalidInput
 from domain.identity import namespace
 from domain.ledger import GLOBAL_SCOPE, Ledger, Outcome, RequestKey, UnitOfWork
@@ -117,6 +118,9 @@ class LevelPolicy(Aggregate):
 
 class DistributorStanding(Aggregate):
     TOPIC = "siyu.DistributorStanding"
+    # an event per attributed sale, for as long as the distributor sells: a command
+    # reads it from its state carried forward at most this many events ago
+    CARRY_FORWARD_EVERY = 20
 
     class Created(Aggregate.Created):
         """Unused: eventsourcing defines one per aggregate; ours is named in domain words."""
@@ -155,6 +159,13 @@ class DistributorStanding(Aggregate):
 
         def apply(self, standing: Any) -> None:
             standing.member_id = self.member_id
+
+    class CarriedForward(carry_forward.CarriedForward):
+        TOPIC = "siyu.DistributorStanding.CarriedForward"
+        partner: str
+        level: str
+        sales_fen: int
+        member_id: str | None
 
     def __init__(self, partner: str, level: str) -> None:
         self.partner = partner

@@ -35,6 +35,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Mapper, RecordConflictError, StoredEvent
 
+from domain.carry_forward import carry_forward_where_due
 from domain.channel import Partner
 from domain.clock import Clock, system_clock
 from domain.codebook import Codebook
@@ -215,7 +216,8 @@ class UnitOfWork:
         return found
 
     def _load(self, aggregate_id: UUID) -> Aggregate | None:
-        return self._ledger._get_or_none(aggregate_id)
+        """(As the first read does: from the state carried forward, where there is one.)"""
+        return self._ledger.load_many([aggregate_id])[aggregate_id]
 
     def version_of(self, aggregate_id: UUID) -> int | None:
         """The aggregate's current version (None: none such), as this unit read it."""
@@ -275,11 +277,16 @@ class Ledger(Application[UUID]):
         for start in range(0, len(ids), PRELOAD_IDS_MAX):
             found = self.select_many(ids[start : start + PRELOAD_IDS_MAX])
             for aggregate_id, stored in found.items():
-                aggregate: Any = None
-                for event in map(self.mapper.to_domain_event, stored):
-                    aggregate = cast(Any, event).mutate(aggregate)
-                loaded[aggregate_id] = aggregate
+                loaded[aggregate_id] = self.aggregate_from(stored)
         return loaded
+
+    def aggregate_from(self, stored: Iterable[StoredEvent]) -> Aggregate | None:
+        """The aggregate these stored events make, in version order, from its first event
+        or from a state carried forward (``domain.carry_forward``)."""
+        aggregate: Any = None
+        for event in map(self.mapper.to_domain_event, stored):
+            aggregate = cast(Any, event).mutate(aggregate)
+        return cast(Aggregate | None, aggregate)
 
     def _positions_one_by_one(
         self, events: Sequence[tuple[UUID, int]]
@@ -453,7 +460,9 @@ class Ledger(Application[UUID]):
             )
             for k, answer in items
         ]
-        events = [e for aggregate in [*uow.changed(), *records] for e in aggregate.collect_events()]
+        changed = uow.changed()
+        carry_forward_where_due(changed, uow.now)
+        events = [e for aggregate in [*changed, *records] for e in aggregate.collect_events()]
         positions = self.commit_events(events, new_subjects_unkeyed=first_attempt)
         assert positions[-1] == max(positions), "the request records are the last events saved"
         return positions[-1]

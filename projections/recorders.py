@@ -40,6 +40,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
+from domain.carry_forward import SUFFIX
 from projections.database import SESSION_OPTIONS, reading_rows
 from projections.keyring import BLIND_INDEX_TABLE, INSERT_INDEX, INSERT_KEY, KEYS_TABLE
 
@@ -61,6 +62,20 @@ INSERT_FUNCTION = "siyu_insert_events"
 EVENT_STORE_SESSION_OPTIONS = (
     f"{SESSION_OPTIONS} -c plan_cache_mode=force_generic_plan -c max_parallel_workers_per_gather=0"
 )
+# Carried-forward events (domain.carry_forward) in an index of their own: a command's read
+# finds an aggregate's newest one in one probe, and reading an aggregate that has none
+# costs a probe of an index holding nothing for it. The reads state the predicate
+# exactly as the index does: a partial index serves a query whose condition matches it.
+CARRIED_FORWARD = f"topic LIKE '%{SUFFIX}'"
+
+
+def carried_forward_index(name: str, table: str) -> str:
+    return (
+        f"CREATE INDEX IF NOT EXISTS {name} ON {table} (originator_id, originator_version) "
+        f"WHERE {CARRIED_FORWARD}"
+    )
+
+
 # The events table's lock, then its notification, then the insert: as eventsourcing's
 # PostgresApplicationRecorder does in its transaction (insert order = commit order, so
 # a reader of the log never passes a gap that fills later). The keyring's rows first,
@@ -143,6 +158,13 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 index=Identifier(BLIND_INDEX_TABLE),
                 lock_timeout=Literal(f"{self.datastore.lock_timeout}s"),
                 channel=Literal(self.channel_name),
+            )
+        )
+        self.sql_create_statements.append(
+            SQL(carried_forward_index("{name}", "{schema}.{table}")).format(
+                name=Identifier(f"{self.events_table_name}_carried_forward"),
+                schema=Identifier(self.datastore.schema),
+                table=Identifier(self.events_table_name),
             )
         )
         self._select_statements: dict[tuple[bool, bool, bool, bool], Composed] = {}
@@ -279,6 +301,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
 
 
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        statements = super().construct_create_table_statements()
+        name = f"{self.events_table_name}_carried_forward"
+        statements.append(carried_forward_index(name, self.events_table_name))
+        return statements
+
     def _insert_events(
         self,
         c: SQLiteCursor,

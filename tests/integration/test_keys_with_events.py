@@ -180,7 +180,7 @@ def test_a_member_loads_with_its_key_in_one_statement_on_postgresql(
 def test_a_commands_read_probes_the_key_table_by_its_index(pg_url: str) -> None:
     """With a key table of many members and no statistics (this server runs without
     autovacuum), the read's generic plan still looks keys up by index, never by
-    reading the whole table (a hash join did, for each command)."""
+    reading the whole table (a hash join did, for each command); and the events too."""
     store = Store.open(pg_url)
     try:
         table: str = store.ledger.recorder.events_table_name  # type: ignore[attr-defined]
@@ -198,9 +198,13 @@ def test_a_commands_read_probes_the_key_table_by_its_index(pg_url: str) -> None:
             "FROM generate_series(1, 20000)) AS a, generate_series(1, 3) AS v"
         )
         conn.execute("SET plan_cache_mode = force_generic_plan")
-        statement = events_with_keys_statement(table).replace("%s", "$1")
+        statement = events_with_keys_statement(table).replace("%s", "$1").replace("%%", "%")
         conn.execute(f"PREPARE lookup(uuid[]) AS {statement}")
         ids = ",".join(str(uuid4()) for _ in range(6))
         plan = "\n".join(str(r[0]) for r in conn.execute(f"EXPLAIN EXECUTE lookup('{{{ids}}}')"))
     assert f"Index Scan using {KEYS_TABLE}_pkey" in plan, plan
     assert f"Seq Scan on {KEYS_TABLE}" not in plan, plan
+    # the events by id, the newest state carried forward by its own index: as a plain
+    # join the read was planned as a hash join over the whole events table
+    assert f"Index Only Scan Backward using {table}_carried_forward" in plan, plan
+    assert f"Seq Scan on {table}" not in plan and "Hash Join" not in plan, plan

@@ -201,13 +201,13 @@ class UnitOfWork:
             # Created once and never changed: safe to share between commands and processes.
             cached = self._ledger.immutables.get(aggregate_id)
             if cached is None:
-                cached = self._load(aggregate_id)
+                cached = self._load(cls, aggregate_id)
                 if cached is None:
                     return None
                 self._ledger.remember(cached)
             found = cached
         else:
-            loaded = self._load(aggregate_id)
+            loaded = self._load(cls, aggregate_id)
             if loaded is None:
                 return None
             found = self._touched[aggregate_id] = loaded
@@ -215,8 +215,11 @@ class UnitOfWork:
             return None
         return found
 
-    def _load(self, aggregate_id: UUID) -> Aggregate | None:
-        """(As the first read does: from the state carried forward, where there is one.)"""
+    def _load(self, cls: type[Aggregate], aggregate_id: UUID) -> Aggregate | None:
+        """A class that carries its state forward is read as the first read reads (from the
+        newest restatement); any other by the simplest statement, all its events."""
+        if getattr(cls, "CARRY_FORWARD_EVERY", None) is None:
+            return self._ledger._get_or_none(aggregate_id)
         return self._ledger.load_many([aggregate_id])[aggregate_id]
 
     def version_of(self, aggregate_id: UUID) -> int | None:

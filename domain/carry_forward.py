@@ -105,7 +105,7 @@ def carry_forward_where_due(aggregates: Iterable[Aggregate], now: datetime) -> N
         if every is None or not _due(aggregate, every):
             continue
         event_class: type[CarriedForward] = type(aggregate).CarriedForward  # type: ignore[attr-defined]
-        state = state_of(aggregate)
+        state = copy.deepcopy(state_of(aggregate))  # as of now: the aggregate changes on
         assert set(state) == set(event_class.state_fields()), (
             f"{type(aggregate).__name__}.CarriedForward states every attribute"
         )

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from domain import carry_forward
 from domain.errors import InvalidInput
 from domain.loyalty import LoyaltyState, earned
 
@@ -117,6 +118,29 @@ class Member(Aggregate):
         def apply(self, member: Any) -> None:
             member.phone = None
             member.forgotten = True
+
+    # an event or more per scan, order, reward and draw, for as long as the member buys:
+    # a command reads the member from its state carried forward at most this many ago
+    CARRY_FORWARD_EVERY = 20
+
+    class CarriedForward(carry_forward.CarriedForward):
+        """The member's state; the phone and name under the member's key, as everywhere
+        (forgetting the member shreds them here too)."""
+
+        TOPIC = "siyu.Member.CarriedForward"
+        personal_fields = ("phone", "name")
+        subject_field = "member_id"
+        member_id: str
+        channel: str
+        region_code: str | None
+        phone: str | None
+        bound_store: str | None
+        referrer: str | None
+        points: int
+        growth: int
+        name: str | None
+        loyalty: LoyaltyState
+        forgotten: bool
 
     def __init__(
         self, member_id: str, channel: str, region_code: str | None, phone: str | None, by: str

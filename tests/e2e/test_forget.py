@@ -15,6 +15,7 @@ from uuid import UUID
 import msgspec
 import pytest
 
+from domain.carry_forward import state_of
 from domain.members import Member
 from domain.units import Unit
 from projections import verify
@@ -394,3 +395,42 @@ def test_no_clear_phone_in_any_byte_of_the_sqlite_files(sqlite_url: str) -> None
         stored = b"".join(f.read_bytes() for f in sqlite_files(store))
         for secret in ALICE_SECRETS:
             assert secret.encode() not in stored, secret
+
+
+def test_a_members_state_carried_forward_is_shredded_with_the_rest(database_url: str) -> None:
+    """A long-lived member is read from its state carried forward, whose phone is under
+    the member's key like every other copy: forgetting the member shreds it too, and
+    the restatement still matches the history it restates (both read no phone)."""
+    with running_api(database_url) as api:
+        store = api.store
+        assert store is not None
+        data = with_personal_data(api)
+        hq = data.channel.tokens["hq"]
+        alice = data.members[ALICE]
+        for i in range(Member.CARRY_FORWARD_EVERY):
+            grant = {"adjustment_id": f"a-{i}", "points": 5, "reason": "goodwill"}
+            assert api.post(f"/v1/members/{ALICE}/adjustments", grant, token=hq).status_code == 201
+        stream = store.ledger.recorder.select_events(UUID(alice))
+        carried = [e for e in stream if e.topic == Member.CarriedForward.TOPIC]
+        assert len(carried) == 1, [e.topic for e in stream]
+        assert ALICE_PHONE.encode() not in carried[0].state, "the phone under Alice's key"
+        select_many = store.ledger.select_many
+        assert select_many is not None
+        assert select_many([UUID(alice)])[UUID(alice)][0].topic == Member.CarriedForward.TOPIC
+        loaded = store.ledger.load_many([UUID(alice)])[UUID(alice)]
+        assert isinstance(loaded, Member) and loaded.phone == ALICE_PHONE
+        assert state_of(loaded) == state_of(member(store, alice))
+        points = api.get(f"/v1/members/{ALICE}", token=hq).json()["points"]
+        alice_key = raw_key(store, alice)
+        assert alice_key is not None
+
+        assert forget(api, data, ALICE, "f-1", hq).status_code == 200
+        read = api.get(f"/v1/members/{ALICE}", token=hq).json()
+        assert read["phone_masked"] is None and read["points"] == points
+        loaded = store.ledger.load_many([UUID(alice)])[UUID(alice)]
+        assert isinstance(loaded, Member) and loaded.phone is None and loaded.forgotten
+        assert state_of(loaded) == state_of(member(store, alice))
+        assert_nothing_readable_left(store, alice, alice_key)
+        report = verify.Verifier(store, None).run(views=False)
+        assert report.ok, report.as_dict()
+        assert any("states carried forward" in note for note in report.notes)

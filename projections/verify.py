@@ -186,29 +186,48 @@ class _Ledger:
 
 
 class _CarriedForward:
-    """Each carried-forward event against the events since the one before it."""
+    """Each carried-forward event against the events since the one before it (or since
+    the aggregate's first), read backwards from it: nothing is kept between events, so a
+    store of millions of restated members costs no memory here."""
+
+    PAGE = 64  # events read backwards at a time (restatements are about 20 apart)
 
     def __init__(self, store: Store, report: Report) -> None:
         self._ledger = store.ledger
         self._report = report
-        self._verified: dict[Any, int] = {}  # aggregate -> version of its last one checked
         self.checked = 0
 
     def check(self, n: Notification) -> None:
         if not n.topic.endswith(SUFFIX):
             return
-        start = self._verified.get(n.originator_id, 1)
-        self._verified[n.originator_id] = n.originator_version
         try:
-            stored = self._ledger.recorder.select_events(
-                n.originator_id, gt=start - 1, lte=n.originator_version
-            )
-            self._ledger.aggregate_from(stored)
+            self._ledger.aggregate_from(self._since_previous(n.originator_id, n.originator_version))
         except CarriedForwardMismatch as e:
             self._report.add(n.id, "carried_forward", str(e))
         except Exception as e:  # an unreadable or out-of-sequence stream is itself a finding
             self._report.add(n.id, "carried_forward", f"cannot replay: {type(e).__name__}: {e}")
         self.checked += 1
+
+    def _since_previous(self, aggregate_id: Any, version: int) -> list[Any]:
+        """The aggregate's events from the restatement before ``version`` (from its first
+        event where there is none) up to ``version``, in version order."""
+        recorder = self._ledger.recorder
+        back: list[Any] = []
+        upper = version
+        while True:
+            page = recorder.select_events(aggregate_id, lte=upper, desc=True, limit=self.PAGE)
+            back.extend(page)
+            earlier = (e for e in page if e.originator_version < version)
+            if len(page) < self.PAGE or any(e.topic.endswith(SUFFIX) for e in earlier):
+                break
+            upper = page[-1].originator_version - 1
+        events = back[::-1]
+        restated = [
+            i
+            for i, e in enumerate(events)
+            if e.topic.endswith(SUFFIX) and e.originator_version < version
+        ]
+        return events[restated[-1] :] if restated else events
 
     def finish(self) -> None:
         if self.checked:

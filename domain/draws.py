@@ -26,6 +26,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain import carry_forward
 from domain.errors import Conflict, InvalidInput
 from domain.identity import namespace
 
@@ -253,6 +254,17 @@ class PrizeStock(Aggregate):
         def apply(self, stock: Any) -> None:
             assert stock.remaining > 0, "stock is never oversold"
             stock.remaining -= 1
+
+    # an event per prize awarded, up to the stock (thousands for a campaign's small
+    # prizes): a draw reads the stock from its state carried forward
+    CARRY_FORWARD_EVERY = 20
+
+    class CarriedForward(carry_forward.CarriedForward):
+        TOPIC = "siyu.PrizeStock.CarriedForward"
+        campaign_id: str
+        prize_id: str
+        stock: int
+        remaining: int
 
     def __init__(self, campaign_id: str, prize_id: str, stock: int, by: str) -> None:
         self.campaign_id = campaign_id

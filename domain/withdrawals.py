@@ -22,6 +22,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain import carry_forward
 from domain.errors import BusinessRuleBroken, Conflict, InvalidInput, NotAllowed, NotFound
 from domain.identity import namespace
 from domain.ledger import UnitOfWork
@@ -143,6 +144,16 @@ class PayoutAccount(Aggregate):
 
         def apply(self, account: Any) -> None:
             account.withdrawals[self.withdrawal_id][1] = WithdrawalStatus.PAID
+
+    # an event per settlement run that credits the partner, per refund after one and per
+    # withdrawal step, for as long as it sells: read from its state carried forward
+    CARRY_FORWARD_EVERY = 20
+
+    class CarriedForward(carry_forward.CarriedForward):
+        TOPIC = "siyu.PayoutAccount.CarriedForward"
+        partner: str
+        available: int
+        withdrawals: dict[str, list[int | WithdrawalStatus]]  # id -> [amount, status]
 
     def __init__(self, partner: str) -> None:
         self.partner = partner

@@ -52,6 +52,10 @@ class Movement:
         if self.action is Action.SHIP and not self.to:
             raise InvalidInput.field("to", "ship needs the destination partner")
 
+    def named(self) -> tuple[str, ...]:
+        """Every code the movement names: its codes, then the case it packs into or from."""
+        return (*self.codes, self.parent) if self.parent else self.codes
+
     def content(self) -> dict[str, Any]:
         return {
             "action": self.action.value,
@@ -79,11 +83,7 @@ Codes = Mapping[str, ParsedCode | None]
 
 
 def parse_all(codebook: Codebook, movements: Iterable[Movement]) -> dict[str, ParsedCode | None]:
-    return {
-        text: codebook.parse(text)
-        for m in movements
-        for text in (*m.codes, *((m.parent,) if m.parent else ()))
-    }
+    return {text: codebook.parse(text) for m in movements for text in m.named()}
 
 
 def parse(codes: Codes, text: str) -> ParsedCode:
@@ -98,7 +98,7 @@ def reads_of(codes: Codes, movements: Iterable[Movement]) -> list[UUID]:
     (codes that do not parse are left to the movement, which refuses them)."""
     reads: list[UUID] = []
     for m in movements:
-        for text in (*m.codes, *((m.parent,) if m.parent else ())):
+        for text in m.named():
             code = codes[text]
             if code is None or code.kind is CodeKind.UNIT_CONSUMER:
                 continue

@@ -21,13 +21,13 @@ EVERY = DistributorStanding.CARRY_FORWARD_EVERY
 PARTNER = "DIST-1"
 
 
-def _sell(store: Store, sales: int, amount_fen: int = 1_000) -> None:
+def _sell(store: Store, sales: int, amount_fen: int = 1_000, tag: str = "sale") -> None:
     """``sales`` sales attributed to the distributor, each its own command."""
     for i in range(sales):
-        key = RequestKey("test", "sale", f"sale-{i}", {"amount": amount_fen})
+        key = RequestKey("test", "sale", f"{tag}-{i}", {"amount": amount_fen})
 
         def decide(uow: UnitOfWork, i: int = i) -> dict[str, Any]:
-            credit_sale(uow, PARTNER, amount_fen, f"order-{i}", "test")
+            credit_sale(uow, PARTNER, amount_fen, f"{tag}-order-{i}", "test")
             return {}
 
         store.ledger.execute(key, decide)
@@ -68,15 +68,7 @@ def test_a_long_lived_aggregate_is_read_from_its_state_carried_forward(store: St
 
     # a command decides on it as on the whole history: the next sales promote it once
     # the total crosses the senior threshold (1,000,000 fen)
-    _sell_more = 1_000_000 // 1_000 - sales
-    for i in range(_sell_more):
-        key = RequestKey("test", "sale", f"more-{i}", {})
-
-        def decide(uow: UnitOfWork, i: int = i) -> dict[str, Any]:
-            credit_sale(uow, PARTNER, 1_000, f"more-{i}", "test")
-            return {}
-
-        store.ledger.execute(key, decide)
+    _sell(store, 1_000_000 // 1_000 - sales, tag="more")
     after = store.ledger.load_many([sid])[sid]
     assert isinstance(after, DistributorStanding)
     assert after.level == "senior" and after.sales_fen == 1_000_000

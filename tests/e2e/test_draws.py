@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from domain.carry_forward import state_of
+from domain.draws import PrizeStock, prize_stock_id
 from domain.handlers.draws import verify_campaign
 from tests.e2e.client import Api, running_api
 from tests.e2e.flows import Channel, build_channel, consumer
@@ -134,3 +136,45 @@ def test_draws_verify_after_the_reveal(ch: Channel, tmp_path: Path, database_url
     assert ok.returncode == 0 and ok.stdout.strip().splitlines()[-1] == "ok", ok.stdout + ok.stderr
     failed = run_cli(["verify-draws", "spring", "--seed", forged], env, tmp_path)
     assert failed.returncode == 1 and failed.stdout.strip().splitlines()[-1] == "failed"
+
+
+def test_a_prize_stock_carried_forward_is_never_oversold(ch: Channel) -> None:
+    """A prize's stock takes an event per award: read from its state carried forward,
+    the last unit is awarded once and no draw after it wins; the campaign's count and the
+    verification after the reveal agree with the whole history."""
+    stock = PrizeStock.CARRY_FORWARD_EVERY + 3
+    sure = {
+        "campaign_id": "sure",
+        "name": "Every draw wins while stock lasts",
+        "cost_points": 5,
+        "prizes": [
+            {"prize_id": "pen", "name": "A pen", "value": 100, "probability_ppm": 1_000_000,
+             "stock": stock},
+        ],
+    }  # fmt: skip
+    assert ch.api.post("/v1/lucky-draws", sure).status_code == 201
+    answers = []
+    for i in range(stock + 2):
+        r = draw(ch, f"s-{i}", seed=f"s-{i}", campaign="sure")
+        assert r.status_code == 201, r.text
+        answers.append(r.json())
+    assert [a["awarded"] for a in answers] == [True] * stock + [False, False]
+    prizes = ch.api.get("/v1/lucky-draws/sure").json()["prizes"]
+    assert [(p["prize_id"], p["remaining"]) for p in prizes] == [("pen", 0)]
+
+    store = ch.api.store
+    assert store is not None
+    stock_id = prize_stock_id("sure", "pen")
+    stream = list(store.ledger.recorder.select_events(stock_id))
+    assert [e.topic for e in stream].count(PrizeStock.CarriedForward.TOPIC) == 1
+    select_many = store.ledger.select_many
+    assert select_many is not None
+    assert select_many([stock_id])[stock_id][0].topic == PrizeStock.CarriedForward.TOPIC
+    loaded = store.ledger.load_many([stock_id])[stock_id]
+    assert isinstance(loaded, PrizeStock) and loaded.remaining == 0
+    assert state_of(loaded) == state_of(store.ledger.repository.get(stock_id))
+
+    assert ch.api.post("/v1/lucky-draws/sure/close", {}).status_code == 200
+    verified = ch.api.get("/v1/lucky-draws/sure/verification", token=ch.tokens["auditor"])
+    assert verified.status_code == 200, verified.text
+    assert verified.json()["ok"] and verified.json()["awarded"] == {"pen": stock}

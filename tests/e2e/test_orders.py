@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from domain.carry_forward import state_of
 from domain.clock import FixedClock
+from domain.withdrawals import PayoutAccount, payout_account_id
 from tests.e2e.client import Api, dealer, running_api, store_body
 from tests.e2e.test_channel import assert_problem
 from tests.e2e.test_cli import cli_env, run_cli
@@ -427,6 +429,74 @@ def test_refunds_settlement_instructions_receipts_and_withdrawals(mall: Mall) ->
     assert report["ok"], report["breaches"]
     assert report["totals"]["trial_balance"] == {"CNY": 0}
     assert report["totals"]["refunds"] == report["totals"]["reversals"] == 10_000
+
+
+def test_withdrawals_decide_on_a_payout_account_carried_forward(
+    mall: Mall, database_url: str, tmp_path: Path
+) -> None:
+    """A partner's payout account takes an event per withdrawal step: read from its state
+    carried forward, it refuses and allows exactly what its whole history would, its
+    listing is the history's, and ``siyu verify`` replays each restatement."""
+    order = mall.paid_order("m-w", referrer="R-SH")
+    assert mall.fulfil(order["order_id"], token=mall.tokens["S-SH"]).status_code == 200
+    mall.clock.advance(timedelta(days=8))
+    mall.settle()
+    assert mall.balance("R-SH")["available"] == 1000
+    hq, own = mall.tokens["hq"], mall.tokens["R-SH"]
+    path = "/v1/partners/R-SH/withdrawals"
+    expected: dict[str, tuple[int, str]] = {}
+    for i in range(PayoutAccount.CARRY_FORWARD_EVERY):
+        wid, amount = f"w-{i}", 10 + i
+        asked = mall.api.post(path, {"withdrawal_id": wid, "amount": amount}, token=own)
+        assert asked.status_code == 201, asked.text
+        if i % 2:
+            body = {"decision": "reject", "reason": "details missing"}
+            assert mall.api.post(f"{path}/{wid}/decision", body, token=hq).status_code == 200
+            expected[wid] = (amount, "rejected")
+        else:
+            body = {"decision": "approve"}
+            assert mall.api.post(f"{path}/{wid}/decision", body, token=hq).status_code == 200
+            expected[wid] = (amount, "approved")
+    left = 1000 - sum(a for a, status in expected.values() if status != "rejected")
+
+    store = mall.api.store
+    assert store is not None
+    account_id = payout_account_id("R-SH")
+    stream = list(store.ledger.recorder.select_events(account_id))
+    carried = [e for e in stream if e.topic == PayoutAccount.CarriedForward.TOPIC]
+    assert carried, [e.topic for e in stream]
+    select_many = store.ledger.select_many
+    assert select_many is not None
+    assert select_many([account_id])[account_id][0].topic == PayoutAccount.CarriedForward.TOPIC
+
+    listing = mall.api.get(path, token=own).json()
+    assert listing["available"] == left
+    statuses = {w["withdrawal_id"]: (w["amount"], w["status"]) for w in listing["withdrawals"]}
+    assert statuses == expected
+    # the state carried forward decides: one fen too many is refused, the rest allowed
+    assert_problem(
+        mall.api.post(path, {"withdrawal_id": "w-over", "amount": left + 1}, token=own),
+        422,
+        "insufficient_available",
+    )
+    assert_problem(
+        mall.api.post(f"{path}/w-1/payment", {"payout_ref": "bank-1"}, token=hq),
+        409,
+        "withdrawal_rejected",
+    )
+    paid = mall.api.post(f"{path}/w-0/payment", {"payout_ref": "bank-0"}, token=hq)
+    assert paid.status_code == 200 and paid.json()["status"] == "paid", paid.text
+    rest = mall.api.post(path, {"withdrawal_id": "w-rest", "amount": left}, token=own)
+    assert rest.status_code == 201, rest.text
+    after = mall.api.get(path, token=own).json()
+    assert after["available"] == 0
+    assert {w["withdrawal_id"]: w["status"] for w in after["withdrawals"]}["w-0"] == "paid"
+    loaded = store.ledger.load_many([account_id])[account_id]
+    assert isinstance(loaded, PayoutAccount)
+    assert state_of(loaded) == state_of(store.ledger.repository.get(account_id))
+    verified = run_cli(["verify", "--no-views"], cli_env(database_url), tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "states carried forward restate their events" in verified.stdout, verified.stdout
 
 
 def test_balances_as_of_statements_by_day_and_scopes(mall: Mall) -> None:

@@ -32,7 +32,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +50,9 @@ SECRETS_TABLE = "siyu_secrets"  # projections.store.SECRETS_TABLE (which imports
 PREFIX = "enc1:"
 NONCE_BYTES = 12
 KEY_CACHE_TTL_S = 2.0
+# A cap on the cached keys, whatever the rate: the time to live alone keeps only those
+# fetched in its last seconds (each entry goes once it is stale and the next key comes).
+KEYS_CACHED_MAX = 50_000
 PREFETCH_MAX = 500
 
 log = logging.getLogger("siyu.keyring")
@@ -94,11 +97,16 @@ class MemberKeyring:
     """Implements domain.encoding.FieldCipher over a key table in the event database."""
 
     def __init__(
-        self, datastore: Any, is_sqlite: bool, cache_ttl_s: float = KEY_CACHE_TTL_S
+        self,
+        datastore: Any,
+        is_sqlite: bool,
+        cache_ttl_s: float = KEY_CACHE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,  # the cache's (seconds)
     ) -> None:
         self._datastore = datastore
         self._sqlite = is_sqlite
         self.cache_ttl_s = cache_ttl_s
+        self._clock = clock
         self._keys: dict[str, tuple[AESGCM | None, float]] = {}
         self._lock = threading.Lock()
         self._blind_key: bytes | None = None
@@ -161,7 +169,7 @@ class MemberKeyring:
     def _key(self, subject: str, create: bool) -> AESGCM | None:
         with self._lock:
             cached = self._keys.get(subject)
-        fresh = cached is not None and time.monotonic() - cached[1] < self.cache_ttl_s
+        fresh = cached is not None and self._clock() - cached[1] < self.cache_ttl_s
         if cached is not None and fresh and (cached[0] is not None or not create):
             return cached[0]
         session: _Sealing | None = getattr(self._sealing, "current", None)
@@ -187,11 +195,27 @@ class MemberKeyring:
         self._remember_all({subject: cipher})
 
     def _remember_all(self, ciphers: Mapping[str, AESGCM | None]) -> None:
-        """Cache these subjects' keys (None: no key, i.e. forgotten) as fetched now."""
-        fetched_at = time.monotonic()
+        """Cache these subjects' keys (None: no key, i.e. forgotten) as fetched now.
+
+        The cache is kept in the order keys were fetched (one is moved to the end when
+        fetched again), so its stale entries are at its start: they are dropped here, and
+        the oldest beyond ``KEYS_CACHED_MAX``. It held every subject a process ever
+        decrypted: in a server's inline engine, ``siyu verify`` or a replay, a million
+        members were a million entries kept for good, each useful for two seconds."""
+        fetched_at = self._clock()
         with self._lock:
+            keys = self._keys
             for subject, cipher in ciphers.items():
-                self._keys[subject] = (cipher, fetched_at)
+                keys.pop(subject, None)
+                keys[subject] = (cipher, fetched_at)
+            dropped: list[str] = []
+            for subject, (_cipher, at) in keys.items():
+                kept = len(keys) - len(dropped)
+                if kept <= KEYS_CACHED_MAX and fetched_at - at < self.cache_ttl_s:
+                    break
+                dropped.append(subject)
+            for subject in dropped:
+                del keys[subject]
 
     def _key_sealed(self, subject: str, session: _Sealing) -> AESGCM:
         """The subject's stored key, or a new one listed for the command's transaction."""
@@ -205,6 +229,11 @@ class MemberKeyring:
         session.keys[subject] = AESGCM(new)
         return session.keys[subject]
 
+    def cached_subjects(self) -> list[str]:
+        """The subjects whose keys (or their absence) are cached, oldest first."""
+        with self._lock:
+            return list(self._keys)
+
     def remember_stored(self, keys: dict[str, bytes]) -> None:
         """Keys read with other rows in one statement (e.g. a member's with its events):
         cached as if fetched here, now."""
@@ -213,7 +242,7 @@ class MemberKeyring:
 
     def prefetch(self, subjects: Iterable[str]) -> None:
         """The keys of ``subjects`` not freshly cached, in one query per 500."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             missing = [
                 s

@@ -154,6 +154,12 @@ def place_order(
         referrer = _referrer(uow, req.referrer)
         member = _member(uow, req.member, by)
         parties = _attribute(uow, req, member, referrer, find_stores)
+        # What the next order by this member, or by a new member this referrer brings,
+        # reads after its first read: read with it then, in this process (hints only
+        # say what to read; the command decides on what it finds)
+        uow.hint(member.id, _attributed(parties))
+        if referrer is not None:
+            uow.hint(referrer.id, [partner_id(parties.store)])
         policy = policy_in_force(uow, req.fulfilment)
         if parties.distributor is not None:
             rate = commission_rate_bp(uow, parties.distributor)
@@ -186,6 +192,14 @@ def place_order(
     if req.referrer is not None:
         reads += [partner_id(req.referrer), standing_id(req.referrer)]
     return ledger.execute(key, decide, authorize, preload=reads)
+
+
+def _attributed(parties: Parties) -> list[UUID]:
+    """The store an order is attributed to and the standing of its distributor, if any."""
+    reads = [partner_id(parties.store)]
+    if parties.distributor is not None:
+        reads.append(standing_id(parties.distributor))
+    return reads
 
 
 def _priced_lines(uow: UnitOfWork, req: OrderRequest) -> tuple[LineData, ...]:

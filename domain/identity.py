@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import math
 from uuid import UUID, uuid5
 
 import msgspec
@@ -43,6 +44,8 @@ NS_UNIT = namespace("unit")
 NS_CASE = namespace("case")
 NS_ALERT = namespace("alert")
 NS_LOT = namespace("points-lot")
+NS_NEIGHBOURHOOD = namespace("neighbourhood")
+NEIGHBOURHOOD_DEG = 0.01  # about a kilometre north-south; less east-west away from the equator
 
 
 @_kept
@@ -68,6 +71,15 @@ def unit_id(serial: str) -> UUID:
 @_kept
 def case_id(serial: str) -> UUID:
     return uuid5(NS_CASE, serial)
+
+
+@_kept
+def neighbourhood(lat: float, lng: float) -> UUID:
+    """A key for the square of ``NEIGHBOURHOOD_DEG`` a location falls in: read-ahead
+    hints for commands made there are kept under it (``UnitOfWork.hint``); no aggregate
+    has it as its id."""
+    cell = f"{math.floor(lat / NEIGHBOURHOOD_DEG)}:{math.floor(lng / NEIGHBOURHOOD_DEG)}"
+    return uuid5(NS_NEIGHBOURHOOD, cell)
 
 
 def alert_id(cause: str, kind: str) -> UUID:

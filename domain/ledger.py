@@ -325,6 +325,12 @@ class Ledger(Application[UUID]):
         assert getattr(type(aggregate), "IMMUTABLE", False)
         _keep_bounded(self.immutables, aggregate.id, aggregate, IMMUTABLES_CACHED_MAX)
 
+    def hinted(self, after: UUID) -> tuple[UUID, ...]:
+        """What a command that read (or was keyed by) ``after`` read next, last time in
+        this process (``UnitOfWork.hint``): a handler adds it to a first read by a key
+        that is not an aggregate it reads (e.g. a neighbourhood)."""
+        return self.read_hints.get(after, ())
+
     def remember_hint(self, after: UUID, following: tuple[UUID, ...]) -> None:
         """(bounded as ``immutables``)"""
         if self.read_hints.get(after) != following:

@@ -21,7 +21,7 @@ from domain.channel import Partner, PartnerKind
 from domain.distributor_levels import LEVEL_POLICY_ID, commission_rate_bp, standing_id
 from domain.errors import BusinessRuleBroken, InvalidInput, NotFound
 from domain.handlers.order_rewards import reverse_refund, reward_payment
-from domain.identity import keyed_id, partner_id, product_id
+from domain.identity import keyed_id, neighbourhood, partner_id, product_id
 from domain.ledger import GLOBAL_SCOPE, Ledger, Outcome, RequestKey, UnitOfWork
 from domain.members import EXTERNAL_ID_LENGTH_MAX, Member
 from domain.orders import (
@@ -143,6 +143,7 @@ def place_order(
     ledger: Ledger, by: Principal, req: OrderRequest, find_stores: StoreFinder
 ) -> Outcome:
     key = RequestKey(GLOBAL_SCOPE, "order", req.order_id, req.content())
+    nearby = None if req.lat is None or req.lng is None else neighbourhood(req.lat, req.lng)
 
     def authorize(_uow: UnitOfWork) -> None:
         by.require(Role.GATEWAY, Role.HQ)
@@ -154,12 +155,14 @@ def place_order(
         referrer = _referrer(uow, req.referrer)
         member = _member(uow, req.member, by)
         parties = _attribute(uow, req, member, referrer, find_stores)
-        # What the next order by this member, or by a new member this referrer brings,
-        # reads after its first read: read with it then, in this process (hints only
-        # say what to read; the command decides on what it finds)
+        # What the next order by this member, by a new member this referrer brings or by
+        # one near here reads after its first read: read with it then, in this process
+        # (hints only say what to read; the command decides on what it finds)
         uow.hint(member.id, _attributed(parties))
         if referrer is not None:
             uow.hint(referrer.id, [partner_id(parties.store)])
+        elif nearby is not None and parties.attribution is Attribution.NEAREST_STORE:
+            uow.hint(nearby, [partner_id(parties.store)])  # a new member's order near here
         policy = policy_in_force(uow, req.fulfilment)
         if parties.distributor is not None:
             rate = commission_rate_bp(uow, parties.distributor)
@@ -191,6 +194,8 @@ def place_order(
     ]
     if req.referrer is not None:
         reads += [partner_id(req.referrer), standing_id(req.referrer)]
+    if nearby is not None:
+        reads += ledger.hinted(nearby)  # the store the last order from here was placed at
     return ledger.execute(key, decide, authorize, preload=reads)
 
 

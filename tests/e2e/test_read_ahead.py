@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from domain.clock import FixedClock
-from domain.identity import partner_id
+from domain.identity import neighbourhood, partner_id
 from tests.e2e.client import Api, count_ledger_calls, running_api
 from tests.e2e.flows import build_channel, consumer, to_store
 from tests.e2e.test_orders import START, build_mall
@@ -99,3 +99,34 @@ def test_an_order_reads_its_store_with_its_first_read(api: Api) -> None:
         k: v for k, v in again.json().items() if k not in varies
     }
     assert (reads, singles) == ([2], [1]), "the store and standing read after the first read"
+
+
+def test_an_order_by_location_reads_the_store_found_near_there_last(api: Api) -> None:
+    """A new member's order by location reads, with its first query, the store the last
+    order from the same neighbourhood was placed at; the search still decides."""
+    mall = build_mall(api, FixedClock(START))
+    here = {"lat": 31.2304, "lng": 121.4737}  # People's Square: S-SH
+    first = mall.order("m-a", location=here)
+    assert first.status_code == 201, first.text
+    assert (first.json()["store"], first.json()["attribution"]) == ("S-SH", "nearest_store")
+    reads = count_ledger_calls(api, "select_many")
+    singles = count_ledger_calls(api, "_get_or_none")
+    near = mall.order("m-b", location={"lat": 31.2309, "lng": 121.4731})  # a street away
+    assert near.status_code == 201, near.text
+    assert (near.json()["store"], near.json()["attribution"]) == ("S-SH", "nearest_store")
+    assert (reads, singles) == ([1], [0]), "the store found here last, with the first read"
+
+    reads[0] = 0
+    pudong = mall.order("m-c", location={"lat": 31.2222, "lng": 121.5440})  # another neighbourhood
+    assert pudong.status_code == 201, pudong.text
+    assert pudong.json()["store"] == "S-PD"
+    assert reads[0] + singles[0] == 2, "no hint there yet: the store read after the first"
+
+    # a wrong hint reads that store too, and the search still decides
+    ledger = api.http.app.state.services.store.ledger
+    ledger.read_hints[neighbourhood(here["lat"], here["lng"])] = (partner_id("S-BJ"),)
+    reads[0] = singles[0] = 0
+    wrong = mall.order("m-d", location=here)
+    assert wrong.status_code == 201, wrong.text
+    assert wrong.json()["store"] == "S-SH"
+    assert reads[0] + singles[0] == 2

@@ -74,12 +74,12 @@ def case_id(serial: str) -> UUID:
 
 
 @_kept
-def neighbourhood(lat: float, lng: float) -> UUID:
-    """A key for the square of ``NEIGHBOURHOOD_DEG`` a location falls in: read-ahead
-    hints for commands made there are kept under it (``UnitOfWork.hint``); no aggregate
-    has it as its id."""
+def neighbourhood(lat: float, lng: float, kind: str) -> UUID:
+    """A key for the square of ``NEIGHBOURHOOD_DEG`` a location falls in, for one kind of
+    command: the read-ahead hints of that kind made there are kept under it
+    (``UnitOfWork.hint``); no aggregate has it as its id."""
     cell = f"{math.floor(lat / NEIGHBOURHOOD_DEG)}:{math.floor(lng / NEIGHBOURHOOD_DEG)}"
-    return uuid5(NS_NEIGHBOURHOOD, cell)
+    return uuid5(NS_NEIGHBOURHOOD, f"{kind}:{cell}")
 
 
 def alert_id(cause: str, kind: str) -> UUID:

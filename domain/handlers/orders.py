@@ -143,7 +143,9 @@ def place_order(
     ledger: Ledger, by: Principal, req: OrderRequest, find_stores: StoreFinder
 ) -> Outcome:
     key = RequestKey(GLOBAL_SCOPE, "order", req.order_id, req.content())
-    nearby = None if req.lat is None or req.lng is None else neighbourhood(req.lat, req.lng)
+    nearby = (
+        None if req.lat is None or req.lng is None else neighbourhood(req.lat, req.lng, "order")
+    )
 
     def authorize(_uow: UnitOfWork) -> None:
         by.require(Role.GATEWAY, Role.HQ)

@@ -12,7 +12,7 @@ from domain.channel import Partner, PartnerKind
 from domain.codes import CodeKind, ParsedCode
 from domain.errors import BusinessRuleBroken, InvalidInput, NotFound
 from domain.handlers.members import loyalty_on_first_scan
-from domain.identity import case_id, keyed_id, partner_id, product_id, unit_id
+from domain.identity import case_id, keyed_id, neighbourhood, partner_id, product_id, unit_id
 from domain.ledger import Ledger, Outcome, RequestKey, UnitOfWork
 from domain.logistics import batch_of, whereabouts
 from domain.members import EXTERNAL_ID_LENGTH_MAX, Member, validate_phone
@@ -92,6 +92,8 @@ def scan(
 
     parsed = ledger.codebook.parse_with_gtin(req.code)  # once: each is an HMAC or two
     outer = None if parsed is None else _outer_serial(ledger, parsed[0])
+    fix = req.fix()
+    nearby = None if fix is None else neighbourhood(*fix, "scan")
 
     def decide(uow: UnitOfWork) -> dict[str, Any]:
         if parsed is None:
@@ -100,7 +102,6 @@ def scan(
         batch = batch_of(uow, code)
         if url_gtin is not None and url_gtin != batch.gtin:
             raise NotFound("unknown or forged code", code="unknown_code")
-        fix = req.fix()
         region = region_of(*fix) if fix is not None else req.region_code
         ctx = ScanContext(req, by, fix, region or req.region_code)
         if code.kind is CodeKind.CASE:
@@ -118,6 +119,8 @@ def scan(
             uow.preload([*holders, *others])
             if case is not None:
                 uow.hint(case, holders)
+            if nearby is not None:  # the next scan here reads them with its first read
+                uow.hint(nearby, [*holders, *others])
         if unit is None:
             unit = Unit.surface(outer, batch.batch_id, batch.sku, batch.gtin, by.scope_key, uow.now)
             uow.add(unit)
@@ -125,7 +128,10 @@ def scan(
             return _outer_scan(uow, ctx, unit, rules)
         return _consumer_scan(uow, ctx, unit, product, rules)
 
-    return ledger.execute(key, decide, preload=_reads_of(ledger, req, parsed, outer))
+    reads = _reads_of(ledger, req, parsed, outer)
+    if nearby is not None and reads:  # the partners the last scan near here went on to read
+        reads += ledger.hinted(nearby)
+    return ledger.execute(key, decide, preload=reads)
 
 
 def _outer_serial(ledger: Ledger, code: ParsedCode) -> str | None:

@@ -13,7 +13,7 @@ import pytest
 from domain.clock import FixedClock
 from domain.identity import neighbourhood, partner_id
 from tests.e2e.client import Api, count_ledger_calls, running_api
-from tests.e2e.flows import build_channel, consumer, to_store
+from tests.e2e.flows import build_channel, consumer, outer, to_store
 from tests.e2e.test_orders import START, build_mall
 
 SHANGHAI = {"lat": 31.2304, "lng": 121.4737}
@@ -45,6 +45,45 @@ def test_a_scan_reads_a_cases_holders_with_the_case(api: Api) -> None:
     assert third.status_code == 200, third.text
     assert third.json()["bound_store"] == "S-SH" and third.json()["alerts"] == []
     assert third.json()["outcome"] == "first_scan" and third.json()["points_awarded"] > 0
+
+
+def test_a_scan_by_location_reads_the_partners_read_near_there_last(api: Api) -> None:
+    """A loose unit's scan reads its holders after its first read (they come from the
+    unit); the next scan from the same neighbourhood reads those it read, with its
+    first query. A wrong hint reads more and changes no answer."""
+    ch = build_channel(api)
+    to_store(ch)  # unit 3 loose at S-SH; 4 and 5 follow it
+    four = [outer(ch, 4), outer(ch, 5)]
+    for who, action, extra in (
+        ("hq", "ship", {"to": "D-SH"}),
+        ("D-SH", "receive", {}),
+        ("D-SH", "ship", {"to": "S-SH"}),
+        ("S-SH", "receive", {}),
+    ):
+        assert ch.move(who, action, four, **extra).status_code == 200
+    reads = count_ledger_calls(api, "select_many")
+    first = ch.scan(consumer(ch, 3), "wx-a", "s1", location=SHANGHAI)
+    assert first.status_code == 200, first.text
+    assert reads == [2], "the unit first, then its holders"
+    reads[0] = 0
+    second = ch.scan(consumer(ch, 4), "wx-b", "s2", location={"lat": 31.2309, "lng": 121.4731})
+    assert second.status_code == 200, second.text
+    assert reads == [1], "the holders read near here last, with the first read"
+    for answer in (first.json(), second.json()):
+        assert answer["outcome"] == "first_scan" and answer["points_awarded"] > 0
+        assert answer["bound_store"] == "S-SH" and answer["alerts"] == []
+
+    ledger = api.http.app.state.services.store.ledger
+    ledger.read_hints[neighbourhood(SHANGHAI["lat"], SHANGHAI["lng"], "scan")] = (
+        partner_id("S-BJ"),
+        partner_id("D-BJ"),
+    )
+    reads[0] = 0
+    third = ch.scan(consumer(ch, 5), "wx-c", "s3", location=SHANGHAI)
+    assert third.status_code == 200, third.text
+    assert reads == [2]
+    assert third.json()["outcome"] == "first_scan" and third.json()["points_awarded"] > 0
+    assert third.json()["bound_store"] == "S-SH" and third.json()["alerts"] == []
 
 
 def test_a_payment_reads_the_orders_parties_with_the_order(api: Api) -> None:
@@ -124,7 +163,7 @@ def test_an_order_by_location_reads_the_store_found_near_there_last(api: Api) ->
 
     # a wrong hint reads that store too, and the search still decides
     ledger = api.http.app.state.services.store.ledger
-    ledger.read_hints[neighbourhood(here["lat"], here["lng"])] = (partner_id("S-BJ"),)
+    ledger.read_hints[neighbourhood(here["lat"], here["lng"], "order")] = (partner_id("S-BJ"),)
     reads[0] = singles[0] = 0
     wrong = mall.order("m-d", location=here)
     assert wrong.status_code == 201, wrong.text

@@ -86,6 +86,9 @@ class BulkLedger:
     def remember_hint(self, after: UUID, following: tuple[UUID, ...]) -> None:
         """The bulk loader keeps every aggregate it has read: nothing to read ahead."""
 
+    def hinted(self, after: UUID) -> tuple[UUID, ...]:
+        return ()
+
     @property
     def repository(self) -> Any:
         return self.ledger.repository

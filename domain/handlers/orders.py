@@ -157,14 +157,15 @@ def place_order(
         referrer = _referrer(uow, req.referrer)
         member = _member(uow, req.member, by)
         parties = _attribute(uow, req, member, referrer, find_stores)
-        # What the next order by this member, by a new member this referrer brings or by
-        # one near here reads after its first read: read with it then, in this process
-        # (hints only say what to read; the command decides on what it finds)
-        uow.hint(member.id, _attributed(parties))
+        # What the next order by a new member this referrer brings, or by one near here,
+        # reads after its first read: read with it then, in this process (hints only say
+        # what to read; the command decides on what it finds). Keyed by what recurs
+        # within seconds: a member's next order is days away, and a hint per member
+        # would push out the orders' hints for their payments (READ_HINTS_MAX).
         if referrer is not None:
             uow.hint(referrer.id, [partner_id(parties.store)])
         elif nearby is not None and parties.attribution is Attribution.NEAREST_STORE:
-            uow.hint(nearby, [partner_id(parties.store)])  # a new member's order near here
+            uow.hint(nearby, [partner_id(parties.store)])
         policy = policy_in_force(uow, req.fulfilment)
         if parties.distributor is not None:
             rate = commission_rate_bp(uow, parties.distributor)
@@ -199,14 +200,6 @@ def place_order(
     if nearby is not None:
         reads += ledger.hinted(nearby)  # the store the last order from here was placed at
     return ledger.execute(key, decide, authorize, preload=reads)
-
-
-def _attributed(parties: Parties) -> list[UUID]:
-    """The store an order is attributed to and the standing of its distributor, if any."""
-    reads = [partner_id(parties.store)]
-    if parties.distributor is not None:
-        reads.append(standing_id(parties.distributor))
-    return reads
 
 
 def _priced_lines(uow: UnitOfWork, req: OrderRequest) -> tuple[LineData, ...]:

@@ -73,13 +73,16 @@ def case_id(serial: str) -> UUID:
     return uuid5(NS_CASE, serial)
 
 
-@_kept
 def neighbourhood(lat: float, lng: float, kind: str) -> UUID:
     """A key for the square of ``NEIGHBOURHOOD_DEG`` a location falls in, for one kind of
     command: the read-ahead hints of that kind made there are kept under it
     (``UnitOfWork.hint``); no aggregate has it as its id."""
-    cell = f"{math.floor(lat / NEIGHBOURHOOD_DEG)}:{math.floor(lng / NEIGHBOURHOOD_DEG)}"
-    return uuid5(NS_NEIGHBOURHOOD, f"{kind}:{cell}")
+    return _square(kind, math.floor(lat / NEIGHBOURHOOD_DEG), math.floor(lng / NEIGHBOURHOOD_DEG))
+
+
+@_kept  # by square, not by location: locations hardly ever repeat
+def _square(kind: str, row: int, column: int) -> UUID:
+    return uuid5(NS_NEIGHBOURHOOD, f"{kind}:{row}:{column}")
 
 
 def alert_id(cause: str, kind: str) -> UUID:

@@ -185,8 +185,8 @@ class UnitOfWork:
         holders after the case) then costs no round trip of its own. A hint is only
         what to read: a wrong or stale one reads more, never decides anything."""
         wanted = list(ids)
-        hints = self._ledger.read_hints
-        self.preload([*wanted, *(h for i in wanted for h in hints.get(i, ()))])
+        hinted = self._ledger.hinted
+        self.preload([*wanted, *(h for i in wanted for h in hinted(i))])
 
     def hint(self, after: UUID, following: Iterable[UUID]) -> None:
         """Remember that a command which read ``after`` went on to read ``following``."""

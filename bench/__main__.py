@@ -134,6 +134,13 @@ def cpu_budget(metrics: dict[str, Metric]) -> str:
                 f"  {what + where:<30} {api:7.3f} + {database:6.3f} = {total:7.3f} ms"
                 f"   budget {budget:6.3f} ms ({total / budget:.1f}x)"
             )
+            events, ops = m.extra.get("events_per_repeat"), m.extra.get("unit_events_per_repeat")
+            if events and ops:  # logistics: the same per stored event
+                lines.append(
+                    f"  {'  per stored event':<30} {api * ops / events:7.3f} + "
+                    f"{database * ops / events:6.3f} = {total * ops / events:7.3f} ms"
+                    f"   ({events / ops:.2f} stored events per unit-event)"
+                )
     return "\n".join(lines)
 
 

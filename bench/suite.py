@@ -261,6 +261,7 @@ def _move(base: str, ch: Channel, lots: list[Lot], tag: str, sizes: Sizes,
           metric: Metric | None) -> None:  # fmt: skip
     plan = logistics_plan(ch, lots, tag)
     seconds = 0.0
+    first = store_size(base)
     for step, requests in plan.phases:
         result = wrk.run(base, requests, sizes.logistics_connections)
         if metric is not None:
@@ -271,6 +272,9 @@ def _move(base: str, ch: Channel, lots: list[Lot], tag: str, sizes: Sizes,
     if metric is not None:
         metric.values.append(plan.unit_events / seconds)
         metric.extra["unit_events_per_repeat"] = plan.unit_events
+        # what a unit-event costs is what its stored events cost: a case's move is one
+        # event for its 24 units, a loose unit's one each (the sales below not counted)
+        metric.extra["events_per_repeat"] = store_size(base) - first
     sold = wrk.run(base, sell_requests(ch, lots, tag), sizes.logistics_connections)
     if sold.failed:
         raise RuntimeError(f"sales failed: {sold.errors[:2]}")

@@ -62,7 +62,12 @@ def test_the_benchmark_suite_runs_and_writes_every_metric(tmp_path: Path) -> Non
         per_op = written["details"][name]["extra"]["cpu_ms_per_op"]
         assert len(per_op["api"]) == len(per_op["database"]) == 1, (name, per_op)
         assert per_op["api"][0] > 0 and per_op["database"][0] > 0, (name, per_op)
+    for name in ("logistics_events_per_s", "logistics_events_per_s_large_store"):
+        extra = written["details"][name]["extra"]
+        # a case's move is one stored event for all its units: fewer events than unit-events
+        assert 0 < extra["events_per_repeat"] < extra["unit_events_per_repeat"], (name, extra)
     assert "CPU per operation" in done.stdout and "order + payment" in done.stdout
+    assert "per stored event" in done.stdout
     assert "order + payment (large store)" in done.stdout
     large = written["details"]["scan_http_per_s_large_store"]["note"]
     assert "on a store of" in large, "the large store's size is in the metric's note"

@@ -26,6 +26,7 @@ from api.audit_cli import (
 from api.settings import Settings
 from api.workers_cli import add_worker_arguments, run_workers, workers_to_start
 from projections.engine import BATCH_SIZE_MAX, Progress, Projection
+from projections.forgetting import personal_of, scrub_forgotten_since
 from projections.relay import add_arguments as add_relay_arguments
 from projections.relay import cmd_relay
 from projections.store import Store
@@ -210,8 +211,15 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                 side.engine.catch_up(until=head, on_progress=_progress_printer("replay"))
                 sys.stderr.write("\n")
             if args.until is not None:
-                return replayed_as_of(side, args.until, head, target)
-            return _compare(live, side, [p.name for p in chosen], target)
+                answer = replayed_as_of(side, args.until, head, target)
+            else:
+                answer = _compare(live, side, [p.name for p in chosen], target)
+            # The build stays to be looked at: a member forgotten while it was built may
+            # have rows written with a key still cached (projections/forgetting.py).
+            scrub_forgotten_since(
+                live.ledger.recorder, live.database, personal_of(chosen), target, head
+            )
+            return answer
         finally:
             side.close()
     finally:

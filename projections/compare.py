@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from projections.engine import Engine, Progress, Projection, _plain
+from projections.forgetting import LIVE_COPY_PREFIX
 from projections.store import Store, default_projections
 from projections.views import Tx, ViewStore
 
@@ -135,8 +136,6 @@ class TableSummary:
 
 
 # -- PostgreSQL: the live tables copied into the side schema, compared there --------------
-
-LIVE_COPY_PREFIX = "live_copy__"
 
 
 def copy_live_build(

@@ -18,11 +18,15 @@ from domain import loyalty
 from domain.identity import id_text
 from domain.members import Member, mask_phone
 from domain.tiers import DEFAULT_TIERS, TierPolicy
+from projections.forgetting import Personal, scrub_statement
 from projections.partners import partner_path
 from projections.views import Tx, rows_in
 
 _json = msgspec.json.Encoder()
 _unjson = msgspec.json.Decoder(list[str])
+
+PERSONAL: Personal = {"members": ("member_id", ("phone_masked",))}
+_FORGET = scrub_statement("members", *PERSONAL["members"])
 
 MEMBER_COLUMNS = (
     "member_id",
@@ -97,6 +101,9 @@ class MembersView:
         "CREATE INDEX IF NOT EXISTS member_lots_expiry ON member_lots (expires_at)",
     )
     topics: frozenset[str] = TOPICS
+    # what it derives from personal data, cleared on Member.Forgotten here and, by a
+    # forget, in the side builds (projections/forgetting.py)
+    personal: Personal = PERSONAL
 
     def apply(self, tx: Tx, event: Any, position: int) -> None:
         member = id_text(event.originator_id)
@@ -280,7 +287,7 @@ def _contact(tx: Tx, member: str, e: Any) -> None:
 
 
 def _forgotten(tx: Tx, member: str, _e: Any) -> None:
-    tx.execute("UPDATE members SET phone_masked = NULL WHERE member_id = ?", (member,))
+    tx.execute(_FORGET, (member,))
 
 
 def _moved(

@@ -569,6 +569,10 @@ class ViewStore:
             self.path = Path(target) if target else database.views_path
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.schema = ""
+            if target:  # a side build: registered, so that a forget finds it
+                from projections.forgetting import register_side_file
+
+                register_side_file(database, self.path)
         else:
             self.schema = target or database.views_schema
             if not _IDENTIFIER.match(self.schema):

@@ -16,8 +16,9 @@ from api.deps import CallerDep, ServicesDep
 from api.routes.partners import written
 from domain.handlers.privacy import find_by_phone, forget_member
 from domain.principal import Role, hq_admin
+from projections.forgetting import personal_of, scrub_side_builds
 from projections.keyring import normalise_for_index
-from projections.store import Store
+from projections.store import Store, default_projections
 
 MemberIdPath = Annotated[str, PathParameter(max_length=64)]
 PhoneQuery = Annotated[str, QueryParameter(pattern=r"^\+?[0-9 -]{5,24}$")]
@@ -29,9 +30,16 @@ class ForgetIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def forget(store: Store, principal: Any, member_id: str, request_id: str, reason: str) -> Any:
-    return forget_member(
+    """Destroy the key, record the forget, then clear what the side builds derived from
+    the member's personal data (the live views clear theirs as they apply the event). A
+    repeat of the request clears them again: a side build made meanwhile holds nothing
+    readable (the key is gone), and one that was missed is cleared now."""
+    outcome = forget_member(
         store.ledger, principal, member_id, request_id, reason, store.keyring.forget
     )
+    personal = personal_of(default_projections())
+    scrub_side_builds(store.database, personal, [outcome.answer["member_id"]])
+    return outcome
 
 
 def lookup(store: Store, principal: Any, phone: str) -> list[dict[str, Any]]:

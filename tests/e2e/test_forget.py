@@ -4,6 +4,7 @@ while the log, the other members and every read model's replay stay as they were
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import threading
 import time
@@ -20,9 +21,11 @@ from domain.members import Member
 from domain.units import Unit
 from projections import verify
 from projections.access_log import ACCESS_LOG_TABLE
-from projections.event_feed import PERSONAL
+from projections.event_feed import PERSONAL as FEED_PERSONAL
+from projections.forgetting import personal_of, scrub_forgotten_since, side_builds
 from projections.keyring import BLIND_INDEX_TABLE, KEYS_TABLE, normalise_for_index
-from projections.store import Store
+from projections.members_view import PERSONAL
+from projections.store import Store, default_projections
 from tests.e2e.client import Api, running_api
 from tests.e2e.personal_flow import (
     ALICE,
@@ -90,7 +93,8 @@ def every_stored_row(store: Store, leave_out: frozenset[str] = frozenset()) -> s
     if store.database.is_sqlite:
         path = store.database.sqlite_path
         assert path is not None
-        for file in (path, store.database.views_path):
+        sides = [Path(p) for p in side_builds(store.database, PERSONAL)]
+        for file in (path, store.database.views_path, *sides):
             with sqlite3.connect(file) as conn:
                 tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
                 for (table,) in tables.fetchall():
@@ -156,8 +160,9 @@ def lookup(api: Api, phone: str, token: str) -> Any:
 def assert_nothing_readable_left(api: Api, alice: str, alice_key: bytes) -> None:
     # Views and every stored row: no clear personal data, no key, no index entry.
     # (The access log is left out here: see the test below.) A verification running in
-    # the background holds a copy of the views in a side schema until it ends, when the
-    # copy is dropped: what is left is read after it.
+    # the background may have copied the views before they applied the forget (the
+    # forget clears the copies it finds, not one made after it); the copy is dropped
+    # when the run ends: what is left is read after it.
     store = api.store
     assert store is not None
     watch = api.http.app.state.audit.watch
@@ -282,13 +287,16 @@ def test_a_forget_during_a_verification_is_not_reported_as_tampering(
 ) -> None:
     """The verification reads the live views, then rebuilds them from zero: a forget in
     between (the rebuild no longer reads the phone, the live views still show it) gives
-    a difference that a second comparison no longer finds."""
+    a difference that a second comparison no longer finds. On PostgreSQL the live views
+    are copied into the side schema, and the forget clears the copy too: the first
+    comparison already finds them equal, and no copy keeps the masked phone."""
     with running_api(database_url) as api:
         store = api.store
         assert store is not None
         data = with_personal_data(api)
         store.engine.catch_up()
         answers: list[int] = []
+        copied: list[tuple[Any, Any]] = []  # Alice's masked phone in the copy: before, after
         this_test = threading.get_ident()  # (not the server's own verification thread)
 
         def forget_after_the_live_read(read_live: Any) -> Any:
@@ -297,8 +305,11 @@ def test_a_forget_during_a_verification_is_not_reported_as_tampering(
             def wrapped(views: Any, *args: Any) -> Any:
                 build = read_live(views, *args)
                 if views is store.views and not answers and threading.get_ident() == this_test:
+                    copy = f'"{args[0]}".live_copy__members' if not store.database.is_sqlite else ""
+                    before = copy and masked_phone(store, copy, data.members[ALICE])
                     answer = forget(api, data, ALICE, "f-mid", data.channel.tokens["hq"])
                     answers.append(answer.status_code)
+                    copied.append((before, copy and masked_phone(store, copy, data.members[ALICE])))
                     store.engine.catch_up()  # the live views scrubbed before the second look
                 return build
 
@@ -308,8 +319,115 @@ def test_a_forget_during_a_verification_is_not_reported_as_tampering(
             monkeypatch.setattr(verify, name, forget_after_the_live_read(getattr(verify, name)))
         report = verify.Verifier(store, None).run()
         assert answers == [200]
-        assert "differences found: the read models compared once more" in report.notes
+        again = "differences found: the read models compared once more" in report.notes
+        if store.database.is_sqlite:
+            assert again, report.notes
+        else:
+            assert copied == [("138****5678", None)], copied
+            assert not again, report.notes
         assert report.ok, report.as_dict()
+
+
+def masked_phone(store: Store, table: str, member_id: str) -> Any:
+    """A member's ``phone_masked`` in ``table`` of the live views' database (PostgreSQL)."""
+    import psycopg
+
+    with psycopg.connect(store.database.psycopg_conninfo(), autocommit=True) as conn:
+        row = conn.execute(
+            f"SELECT phone_masked FROM {table} WHERE member_id = %s", (member_id,)
+        ).fetchone()
+    assert row is not None, (table, member_id)
+    return row[0]
+
+
+def side_phones(store: Store, target: str) -> dict[str, Any]:
+    """Every member's ``phone_masked`` in the side build ``target`` (a file or a schema)."""
+    if store.database.is_sqlite:
+        with sqlite3.connect(target) as conn:
+            rows = conn.execute("SELECT member_id, phone_masked FROM members").fetchall()
+        return dict(rows)
+    import psycopg
+
+    with psycopg.connect(store.database.psycopg_conninfo(), autocommit=True) as conn:
+        rows = conn.execute(f'SELECT member_id, phone_masked FROM "{target}".members').fetchall()
+    return dict(rows)
+
+
+def test_a_forget_clears_a_replays_side_build_kept_from_before(
+    database_url: str, tmp_path: Path
+) -> None:
+    """``siyu replay`` keeps its side build, built while Alice's key could still be read:
+    the forget clears her masked phone there too (and only hers)."""
+    with running_api(database_url) as api:
+        store = api.store
+        assert store is not None
+        data = with_personal_data(api)
+        store.engine.catch_up()
+        replayed = run_cli(["replay"], cli_env(database_url), tmp_path)
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        target = re.search(r"^rebuilt into (\S+) up to", replayed.stdout, re.M)
+        assert target is not None, replayed.stdout
+        side = target.group(1)
+        assert side in side_builds(store.database, PERSONAL)
+        alice, bob = data.members[ALICE], data.members[BOB]
+        assert side_phones(store, side)[alice] == "138****5678", "kept from before the forget"
+
+        assert forget(api, data, ALICE, "f-side", data.channel.tokens["hq"]).status_code == 200
+        phones = side_phones(store, side)
+        assert phones[alice] is None
+        assert phones[bob] == "139****4321", "the others' rows stay as built"
+        assert_nothing_readable_left(api, alice, b"(no key bytes to look for here)")
+
+
+def test_a_replay_clears_members_forgotten_while_it_was_built(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A replay's process may still hold a member's key (cached) when the forget lands,
+    and write her masked phone after the forget cleared the side builds: the replay
+    clears the members forgotten after the position it was built to."""
+    with running_api(database_url) as api:
+        store = api.store
+        assert store is not None
+        data = with_personal_data(api)
+        store.engine.catch_up()
+        alice, bob = data.members[ALICE], data.members[BOB]
+        target = (
+            str(tmp_path / "racing.views.db")
+            if store.database.is_sqlite
+            else f"views_racing_{uuid.uuid4().hex[:8]}"
+        )
+        side = Store.open(database_url, views_target=target)
+        try:
+            side.keyring.cache_ttl_s = 600.0
+            assert member(side, alice).phone == ALICE_PHONE  # the replay's process has the key
+            built_to = store.head
+            assert forget(api, data, ALICE, "f-race", data.channel.tokens["hq"]).status_code == 200
+            side.views.drop_everything()
+            side.engine.ensure_schema()
+            side.engine.catch_up(until=built_to)  # written after the forget's clearing
+            assert side_phones(store, target)[alice] == "138****5678", "the race is real"
+
+            personal = personal_of(default_projections())
+            cleared = scrub_forgotten_since(
+                store.ledger.recorder, store.database, personal, target, built_to
+            )
+            assert cleared == [alice]
+            phones = side_phones(store, target)
+            assert phones[alice] is None and phones[bob] == "139****4321"
+            assert (
+                scrub_forgotten_since(
+                    store.ledger.recorder, store.database, personal, target, store.head
+                )
+                == []
+            ), "none forgotten after the head"
+        finally:
+            side.views.drop_everything()
+            side.close()
+            if not store.database.is_sqlite:
+                import psycopg
+
+                with psycopg.connect(store.database.psycopg_conninfo(), autocommit=True) as c:
+                    c.execute(f'DROP SCHEMA IF EXISTS "{target}" CASCADE')
 
 
 def test_a_stored_verification_report_names_the_table_not_the_rows(database_url: str) -> None:
@@ -381,7 +499,7 @@ def test_nats_messages_stay_unreadable_after_forget(database_url: str, nats_url:
             assert set(msgspec.json.decode(gone[0].data)["data"]) == {"reason", "by"}
             # Consumers never got the phone, not even as ciphertext to keep.
             joined = [msgspec.json.decode(m.data)["data"] for m in found if "joined" in m.subject]
-            assert [d["phone"] for d in joined] == [PERSONAL, PERSONAL]
+            assert [d["phone"] for d in joined] == [FEED_PERSONAL, FEED_PERSONAL]
         finally:
             delete_stream(nats_url, stream)
 
@@ -447,3 +565,40 @@ def test_a_members_state_carried_forward_is_shredded_with_the_rest(database_url:
         report = verify.Verifier(store, None).run(views=False)
         assert report.ok, report.as_dict()
         assert any("states carried forward" in note for note in report.notes)
+
+
+def test_siyu_replay_clears_a_member_forgotten_while_it_built(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """The command's own clearing, after its comparison: Alice is forgotten once the
+    build is made, and her masked phone is written there after the forget's clearing
+    (as a process still holding her key would): the replay leaves it cleared."""
+    from api import cli
+
+    with running_api(database_url) as api:
+        store = api.store
+        assert store is not None
+        data = with_personal_data(api)
+        store.engine.catch_up()
+        alice, bob = data.members[ALICE], data.members[BOB]
+        compare = cli._compare
+        written_late: list[str] = []
+
+        def forget_then_compare(live: Any, side: Store, names: Any, target: str) -> int:
+            assert forget(api, data, ALICE, "f-cli", data.channel.tokens["hq"]).status_code == 200
+            with side.views.write() as tx:  # the late write of a cached key
+                tx.execute(
+                    "UPDATE members SET phone_masked = ? WHERE member_id = ?",
+                    ("138****5678", alice),
+                )
+            written_late.append(side_phones(store, target)[alice])
+            return compare(live, side, names, target)
+
+        monkeypatch.setattr(cli, "_compare", forget_then_compare)
+        monkeypatch.setenv("SIYU_DATABASE_URL", database_url)
+        cli.main(["replay"])
+        target = re.search(r"^rebuilt into (\S+) up to", capsys.readouterr().out, re.M)
+        assert target is not None
+        assert written_late == ["138****5678"]
+        phones = side_phones(store, target.group(1))
+        assert phones[alice] is None and phones[bob] == "139****4321"

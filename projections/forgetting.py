@@ -35,6 +35,7 @@ from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder
 
+from domain.members import Member
 from projections.database import Database
 from projections.views import SQLITE_BUSY_TIMEOUT_S
 
@@ -46,7 +47,6 @@ SIDE_BUILDS_TABLE = "side_builds"
 # how long a forget waits for a side build held by another writer before it says so in
 # the log and goes on (a repeat of the forget request clears it again)
 LOCK_WAIT_S = 10.0
-FORGOTTEN_TOPIC = "siyu.Member.Forgotten"
 LIVE_COPY_PREFIX = "live_copy__"  # a verification's copy of a live table (compare.py)
 
 
@@ -134,7 +134,7 @@ def scrub_forgotten_since(
     start = position
     while True:
         page = recorder.select_notifications(
-            start, 1000, topics=[FORGOTTEN_TOPIC], inclusive_of_start=False
+            start, 1000, topics=[Member.Forgotten.TOPIC], inclusive_of_start=False
         )
         members += [str(n.originator_id) for n in page]
         if len(page) < 1000:

@@ -95,6 +95,8 @@ def every_stored_row(store: Store, leave_out: frozenset[str] = frozenset()) -> s
         assert path is not None
         sides = [Path(p) for p in side_builds(store.database, PERSONAL)]
         for file in (path, store.database.views_path, *sides):
+            if not file.exists():  # (a side build removed since it was listed)
+                continue
             with sqlite3.connect(file) as conn:
                 tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
                 for (table,) in tables.fetchall():

@@ -132,18 +132,24 @@ def view_rows(store: Store) -> str:
     return "\n".join(texts)
 
 
+def side_target(store: Store, tmp_path: Path, label: str) -> str:
+    """A new side build's target: a file in ``tmp_path`` (SQLite) or a schema."""
+    if store.database.is_sqlite:
+        return str(tmp_path / f"{label}.views.db")
+    return f"views_{label}_{uuid.uuid4().hex[:8]}"
+
+
+def rebuild(side: Store, until: int) -> None:
+    side.views.drop_everything()
+    side.engine.ensure_schema()
+    side.engine.catch_up(until=until)
+
+
 def replay_equals_live(store: Store, database_url: str, tmp_path: Path) -> None:
     store.engine.catch_up()
-    target = (
-        str(tmp_path / "side.views.db")
-        if store.database.is_sqlite
-        else f"views_side_{uuid.uuid4().hex[:8]}"
-    )
-    side = Store.open(database_url, views_target=target)
+    side = Store.open(database_url, views_target=side_target(store, tmp_path, "side"))
     try:
-        side.views.drop_everything()
-        side.engine.ensure_schema()
-        side.engine.catch_up(until=store.head)
+        rebuild(side, store.head)
         assert side.engine.checksums() == store.engine.checksums()
     finally:
         side.close()
@@ -395,20 +401,14 @@ def test_a_replay_clears_members_forgotten_while_it_was_built(
         data = with_personal_data(api)
         store.engine.catch_up()
         alice, bob = data.members[ALICE], data.members[BOB]
-        target = (
-            str(tmp_path / "racing.views.db")
-            if store.database.is_sqlite
-            else f"views_racing_{uuid.uuid4().hex[:8]}"
-        )
+        target = side_target(store, tmp_path, "racing")
         side = Store.open(database_url, views_target=target)
         try:
             side.keyring.cache_ttl_s = 600.0
             assert member(side, alice).phone == ALICE_PHONE  # the replay's process has the key
             built_to = store.head
             assert forget(api, data, ALICE, "f-race", data.channel.tokens["hq"]).status_code == 200
-            side.views.drop_everything()
-            side.engine.ensure_schema()
-            side.engine.catch_up(until=built_to)  # written after the forget's clearing
+            rebuild(side, built_to)  # written after the forget's clearing
             assert side_phones(store, target)[alice] == "138****5678", "the race is real"
 
             personal = personal_of(default_projections())

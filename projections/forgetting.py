@@ -27,6 +27,7 @@ clears the members forgotten after the position it was built to
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -64,6 +65,14 @@ def personal_of(projections: Iterable[Any]) -> Personal:
     for projection in projections:
         found.update(getattr(projection, "personal", {}))
     return found
+
+
+@functools.cache
+def every_personal() -> Personal:
+    """The personal columns of every read model (whichever this process runs)."""
+    from projections.store import default_projections  # (the store imports this module)
+
+    return personal_of(default_projections())
 
 
 # -- the register of SQLite side files -------------------------------------------------
@@ -105,7 +114,10 @@ def side_builds(database: Database, personal: Personal) -> list[str]:
     file paths (SQLite)."""
     if database.is_sqlite:
         return [str(p) for p in _side_files(database)]
-    return sorted({schema for schema, _table in _pg_tables(database, personal)})
+    import psycopg
+
+    with psycopg.connect(database.psycopg_conninfo(), autocommit=True) as conn:
+        return sorted({schema for schema, _table in _pg_tables(conn, database, personal)})
 
 
 def scrub_side_builds(
@@ -163,17 +175,14 @@ def _scrub_file(path: Path, personal: Personal, members: Sequence[str]) -> bool:
     return bool(held)
 
 
-def _pg_tables(database: Database, personal: Personal) -> list[tuple[str, str]]:
-    import psycopg
-
+def _pg_tables(conn: Any, database: Database, personal: Personal) -> list[tuple[str, str]]:
     names = [*personal, *(LIVE_COPY_PREFIX + t for t in personal)]
-    with psycopg.connect(database.psycopg_conninfo(), autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables "
-            "WHERE table_name = ANY(%s) AND table_schema <> %s "
-            "AND table_schema NOT IN ('pg_catalog', 'information_schema')",
-            (names, database.views_schema),
-        ).fetchall()
+    rows = conn.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_name = ANY(%s) AND table_schema <> %s "
+        "AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+        (names, database.views_schema),
+    ).fetchall()
     return [(str(schema), str(table)) for schema, table in rows]
 
 
@@ -182,9 +191,9 @@ def _scrub_schemas(
 ) -> list[str]:
     import psycopg
 
-    found = [(s, t) for s, t in _pg_tables(database, personal) if only in (None, s)]
     scrubbed: set[str] = set()
     with psycopg.connect(database.psycopg_conninfo(), autocommit=True) as conn:
+        found = [(s, t) for s, t in _pg_tables(conn, database, personal) if only in (None, s)]
         conn.execute(f"SET lock_timeout = '{int(LOCK_WAIT_S * 1000)}ms'")
         for schema, table in found:
             key, columns = personal[table.removeprefix(LIVE_COPY_PREFIX)]

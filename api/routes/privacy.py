@@ -16,9 +16,9 @@ from api.deps import CallerDep, ServicesDep
 from api.routes.partners import written
 from domain.handlers.privacy import find_by_phone, forget_member
 from domain.principal import Role, hq_admin
-from projections.forgetting import personal_of, scrub_side_builds
+from projections.forgetting import every_personal, scrub_side_builds
 from projections.keyring import normalise_for_index
-from projections.store import Store, default_projections
+from projections.store import Store
 
 MemberIdPath = Annotated[str, PathParameter(max_length=64)]
 PhoneQuery = Annotated[str, QueryParameter(pattern=r"^\+?[0-9 -]{5,24}$")]
@@ -37,8 +37,7 @@ def forget(store: Store, principal: Any, member_id: str, request_id: str, reason
     outcome = forget_member(
         store.ledger, principal, member_id, request_id, reason, store.keyring.forget
     )
-    personal = personal_of(default_projections())
-    scrub_side_builds(store.database, personal, [outcome.answer["member_id"]])
+    scrub_side_builds(store.database, every_personal(), [outcome.answer["member_id"]])
     return outcome
 
 

@@ -21,10 +21,10 @@ from domain.members import Member
 from domain.units import Unit
 from projections import verify
 from projections.event_feed import PERSONAL as FEED_PERSONAL
-from projections.forgetting import personal_of, scrub_forgotten_since, side_builds
+from projections.forgetting import every_personal, scrub_forgotten_since, side_builds
 from projections.keyring import BLIND_INDEX_TABLE, KEYS_TABLE, normalise_for_index
 from projections.members_view import PERSONAL
-from projections.store import Store, default_projections
+from projections.store import Store
 from tests.e2e.client import Api, running_api
 from tests.e2e.personal_flow import (
     ALICE,
@@ -130,6 +130,15 @@ def view_rows(store: Store) -> str:
             for table in p.tables:
                 texts += [repr(r) for r in tx.fetchall(f"SELECT * FROM {table}")]
     return "\n".join(texts)
+
+
+def arranged(api: Api) -> tuple[Store, PersonalData]:
+    """The store behind ``api`` with Alice's and Bob's personal data, every view current."""
+    store = api.store
+    assert store is not None
+    data = with_personal_data(api)
+    store.engine.catch_up()
+    return store, data
 
 
 def side_target(store: Store, tmp_path: Path, label: str) -> str:
@@ -301,10 +310,7 @@ def test_a_forget_during_a_verification_is_not_reported_as_tampering(
     are copied into the side schema, and the forget clears the copy too: the first
     comparison already finds them equal, and no copy keeps the masked phone."""
     with running_api(database_url) as api:
-        store = api.store
-        assert store is not None
-        data = with_personal_data(api)
-        store.engine.catch_up()
+        store, data = arranged(api)
         answers: list[int] = []
         copied: list[tuple[Any, Any]] = []  # Alice's masked phone in the copy: before, after
         this_test = threading.get_ident()  # (not the server's own verification thread)
@@ -369,10 +375,7 @@ def test_a_forget_clears_a_replays_side_build_kept_from_before(
     """``siyu replay`` keeps its side build, built while Alice's key could still be read:
     the forget clears her masked phone there too (and only hers)."""
     with running_api(database_url) as api:
-        store = api.store
-        assert store is not None
-        data = with_personal_data(api)
-        store.engine.catch_up()
+        store, data = arranged(api)
         replayed = run_cli(["replay"], cli_env(database_url), tmp_path)
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
         target = re.search(r"^rebuilt into (\S+) up to", replayed.stdout, re.M)
@@ -396,10 +399,7 @@ def test_a_replay_clears_members_forgotten_while_it_was_built(
     and write her masked phone after the forget cleared the side builds: the replay
     clears the members forgotten after the position it was built to."""
     with running_api(database_url) as api:
-        store = api.store
-        assert store is not None
-        data = with_personal_data(api)
-        store.engine.catch_up()
+        store, data = arranged(api)
         alice, bob = data.members[ALICE], data.members[BOB]
         target = side_target(store, tmp_path, "racing")
         side = Store.open(database_url, views_target=target)
@@ -411,7 +411,7 @@ def test_a_replay_clears_members_forgotten_while_it_was_built(
             rebuild(side, built_to)  # written after the forget's clearing
             assert side_phones(store, target)[alice] == "138****5678", "the race is real"
 
-            personal = personal_of(default_projections())
+            personal = every_personal()
             cleared = scrub_forgotten_since(
                 store.ledger.recorder, store.database, personal, target, built_to
             )
@@ -436,10 +436,7 @@ def test_a_replay_clears_members_forgotten_while_it_was_built(
 
 def test_a_stored_verification_report_names_the_table_not_the_rows(database_url: str) -> None:
     with running_api(database_url) as api:
-        store = api.store
-        assert store is not None
-        data = with_personal_data(api)
-        store.engine.catch_up()
+        store, data = arranged(api)
         with store.views.write() as tx:  # tampering with a read model, outside the engine
             tx.execute(
                 "UPDATE members SET region_code = ? WHERE member_id = ?",
@@ -580,10 +577,7 @@ def test_siyu_replay_clears_a_member_forgotten_while_it_built(
     from api import cli
 
     with running_api(database_url) as api:
-        store = api.store
-        assert store is not None
-        data = with_personal_data(api)
-        store.engine.catch_up()
+        store, data = arranged(api)
         alice, bob = data.members[ALICE], data.members[BOB]
         compare = cli._compare
         written_late: list[str] = []

@@ -40,7 +40,7 @@ from domain.channel import Partner
 from domain.clock import Clock, system_clock
 from domain.codebook import Codebook
 from domain.encoding import EventMapper, FieldCipher
-from domain.errors import Conflict, DomainError, IdempotencyMismatch, NotFound
+from domain.errors import Conflict, IdempotencyMismatch, NotFound
 from domain.group_commit import GroupCommitter
 from domain.identity import partner_id, request_id
 from domain.principal import HQ_CODE
@@ -389,9 +389,12 @@ class Ledger(Application[UUID]):
                 return self._repeat(record)
             try:
                 answer = decide(uow)
-            except DomainError:
+            except Exception:
+                # ``decide`` may read aggregates after the request record; if another copy
+                # of this request was saved in between, it saw that copy's effect (and
+                # refused, or tripped a guard against applying it twice): a repeat.
                 if key.record_id in self.repository:
-                    continue  # the same request was saved by another process meanwhile
+                    continue
                 raise
             try:
                 position = self._save_many(uow, [(key, answer)], first_attempt=_attempt == 0)
@@ -431,9 +434,9 @@ class Ledger(Application[UUID]):
                 return BatchOutcome(answers, [True] * len(keys), max(positions))
             try:
                 new_answers = decide(uow, fresh)
-            except DomainError:
+            except Exception:
                 if any(keys[i].record_id in self.repository for i in fresh):
-                    continue  # some of these were saved by another process meanwhile
+                    continue  # some of these were saved meanwhile (see ``execute``)
                 raise
             assert len(new_answers) == len(fresh)
             for i, answer in zip(fresh, new_answers, strict=True):

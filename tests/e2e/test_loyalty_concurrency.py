@@ -176,3 +176,77 @@ def test_redemptions_and_draws_through_two_servers(pg_url: str, tmp_path: Path) 
         assert server_b.stop() in CLEAN_EXIT, server_b.logs()
         for server in (server_a, server_b):
             assert "Traceback" not in server.stderr, server.stderr[-3000:]
+
+
+REPEAT_ROUNDS = 12
+REPEATS_AT_ONCE = 16
+
+
+def test_one_request_sent_many_times_at_once_answers_alike_through_two_servers(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The same client id sent 16 times at once, half to each server: every copy gets the
+    one answer (same position), and the effect happens once. A copy whose command read the
+    member after another copy had saved used to trip the wallet's guard against crediting a
+    lot twice: a 500 instead of the recorded answer."""
+    with (
+        serving(pg_url, tmp_path, name="a") as (server_a, base_a),
+        serving(pg_url, tmp_path, name="b") as (server_b, base_b),
+    ):
+        http = httpx.Client(base_url=base_a, headers=bearer(), timeout=REQUEST_TIMEOUT_S)
+        setup_members(http, 0)
+        grant(http, "r", BALANCE)
+        clients = [
+            httpx.Client(base_url=b, headers=bearer(), timeout=REQUEST_TIMEOUT_S)
+            for b in (base_a, base_b)
+        ]
+        rounds: list[list[tuple[int, dict[str, Any]]]] = []
+        with ThreadPoolExecutor(REPEATS_AT_ONCE) as pool:
+            for n in range(REPEAT_ROUNDS):
+                start = threading.Barrier(REPEATS_AT_ONCE)
+                if n % 2:
+                    path, body = (
+                        "/v1/members/r/redemptions",
+                        {
+                            "redemption_id": f"once-{n}",
+                            "points": 1,
+                            "reward": "sticker",
+                        },
+                    )
+                else:
+                    path, body = (
+                        "/v1/members/r/adjustments",
+                        {
+                            "adjustment_id": f"once-{n}",
+                            "points": 2,
+                            "reason": "sent many times",
+                        },
+                    )
+
+                def send(
+                    i: int,
+                    path: str = path,
+                    body: dict[str, Any] = body,
+                    start: threading.Barrier = start,
+                ) -> Any:
+                    start.wait(timeout=30)
+                    r = clients[i % 2].post(path, json=body)
+                    return r.status_code, r.json()
+
+                rounds.append(list(pool.map(send, range(REPEATS_AT_ONCE))))
+        for c in clients:
+            c.close()
+
+        for n, answers in enumerate(rounds):
+            assert {status for status, _ in answers} == {201}, (n, answers)
+            assert all(body == answers[0][1] for _, body in answers), (n, answers)
+        newest = max(answers[0][1]["position"] for answers in rounds)
+        got = http.get("/v1/members/r", params={"min_position": newest}).json()
+        credited, spent = 2 * (REPEAT_ROUNDS // 2), REPEAT_ROUNDS // 2
+        assert got["points"] == BALANCE + credited - spent, got
+        http.close()
+
+        assert server_a.stop() in CLEAN_EXIT, server_a.logs()
+        assert server_b.stop() in CLEAN_EXIT, server_b.logs()
+        for server in (server_a, server_b):
+            assert "Traceback" not in server.stderr, server.stderr[-3000:]

@@ -32,11 +32,18 @@ def provide_services(state: State) -> Services:
     return services
 
 
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 async def provide_principal(
     request: Request[Any, Any, Any], services: NamedDependency[Services]
 ) -> Principal:
-    """For a handler on the event loop: the token checked there (an async reading)."""
-    return await services.principal_async(request.headers.get("authorization"))
+    """For a handler on the event loop: the token checked there (an async reading); a
+    read-only role (the auditor) is refused a write here, once the body is validated."""
+    principal = await services.principal_async(request.headers.get("authorization"))
+    if request.method in WRITE_METHODS:
+        principal.require_writer()
+    return principal
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +56,16 @@ class Caller:
 
     services: Services
     authorization: str | None
+    writes: bool = False
 
     def principal(self) -> Principal:
-        """The authenticated principal (NotAuthenticated: 401), checked now."""
-        return self.services.principal_for(self.authorization)
+        """The authenticated principal (NotAuthenticated: 401), checked now; a read-only
+        role is refused a write (403 ``read_only``): after the body's validation, which
+        ran before the handler (API.md: the body first, then permission)."""
+        principal = self.services.principal_for(self.authorization)
+        if self.writes:
+            principal.require_writer()
+        return principal
 
     def run(self, command: Callable[[Principal], T]) -> T:
         """``command(principal)``, the token checked by the command's first read of the
@@ -67,6 +80,8 @@ class Caller:
         if cached is None:
             return command(self.principal())
         principal, credentials = cached
+        if self.writes:
+            principal.require_writer()
         try:
             with self.services.store.ledger.checking(credentials) as check:
                 answer = command(principal)
@@ -86,7 +101,7 @@ class Caller:
 
 
 def provide_caller(request: Request[Any, Any, Any], services: NamedDependency[Services]) -> Caller:
-    return Caller(services, request.headers.get("authorization"))
+    return Caller(services, request.headers.get("authorization"), request.method in WRITE_METHODS)
 
 
 DEPENDENCIES = {

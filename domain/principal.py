@@ -60,7 +60,7 @@ class Principal:
 
     def require_writer(self) -> None:
         if self.role in READ_ONLY_ROLES:
-            raise NotAllowed(f"role {self.role.value} is read-only")
+            raise NotAllowed(f"role {self.role.value} is read-only", code="read_only")
 
 
 def hq_admin() -> Principal:

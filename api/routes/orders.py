@@ -44,8 +44,7 @@ class OrderController(Controller):
         store, where = services.store, data.location
 
         def place(principal: Principal) -> Outcome:
-            principal.require(Role.GATEWAY, Role.HQ)
-            request = OrderRequest(
+            request = OrderRequest(  # the body's own rules before permission (API.md)
                 order_id=data.order_id,
                 member=data.member,
                 lines=tuple(LineRequest(x.sku, x.qty, x.unit_price) for x in data.lines),
@@ -54,6 +53,7 @@ class OrderController(Controller):
                 lng=None if where is None else where.lng,
                 referrer=data.referrer,
             )
+            principal.require(Role.GATEWAY, Role.HQ)
             return orders.place_order(store.ledger, principal, request, services.find_stores)
 
         return written(caller.run(place))
@@ -155,8 +155,8 @@ class SplitPolicyController(Controller):
         self, data: JSONBody[SplitPolicyIn], caller: CallerDep, services: ServicesDep
     ) -> dict[str, Any]:
         principal = caller.principal()
-        principal.require(Role.HQ)
         policy = policy_from(data, parse_time(data.effective_from, "effective_from"))
+        principal.require(Role.HQ)  # after the body's own rules (API.md)
         return written(orders.publish_policy(services.store.ledger, principal, policy))
 
     @get("/", sync_to_thread=True, summary="The policies of each fulfilment mode, in force first")

@@ -15,6 +15,11 @@ docs/epcis.md; in short:
 | sell     | ObjectEvent OBSERVE      | retail_selling | retail_sold             |
 | scan     | ObjectEvent OBSERVE      | (ours) siyu consumer_scan URI | (none)   |
 
+The document may be a case's own (the "unit" is then the case): its pack and
+unpack steps have the case itself as `container_url` and list the units in
+`units`; the caller passes a unit sold out of the case as an unpack of that
+one unit.
+
 Units are named by their outer code's Digital Link only. Nothing about the
 consumer (consumer code, member, phone, coordinates) is an input here, so
 nothing of it can reach the output; a scan carries only its outcome and the
@@ -154,9 +159,15 @@ def _event(
     body: JSONObject
     if action in ("pack", "unpack"):
         parent = _require(step.container_url, "container_url", step)
-        children = _unique(step.units or (unit.url,))
-        if unit.url not in children:
-            raise ValueError(f"{action} at position {step.position} does not list the unit")
+        if parent == unit.url:
+            # The document is the case's own: it names the units it took in or let go.
+            children = _unique(step.units)
+            if not children or parent in children:
+                raise ValueError(f"{action} at position {step.position} names no unit")
+        else:
+            children = _unique(step.units or (unit.url,))
+            if unit.url not in children:
+                raise ValueError(f"{action} at position {step.position} does not list the unit")
         subject = parent
         body = {
             "type": "AggregationEvent",

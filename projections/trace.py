@@ -443,6 +443,13 @@ def read_trace(code: str, scope_path: str | None) -> Reading[dict[str, Any] | No
     return record
 
 
+def gtins_of(tx: Tx, codes: Sequence[str]) -> dict[str, str]:
+    """The GTIN of each of ``codes`` the trace knows (unscoped: for the URLs of the cases
+    and units a trace the caller may see names)."""
+    select = "SELECT code, gtin FROM trace_codes WHERE code"
+    return {str(code): str(gtin) for code, gtin in rows_in(tx, select, codes)}
+
+
 def trace_at(trace: dict[str, Any], position: int) -> dict[str, Any] | None:
     """The trace as it stood at ``position`` (as of a time, via the time index): the
     history up to there, and the state, owner, container and scan count it implies.

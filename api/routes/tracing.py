@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -20,7 +21,7 @@ from projections.partners import get_partner
 from projections.readings import Reading, run_reading
 from projections.sell_through import sell_through
 from projections.time_index import read_position_at
-from projections.trace import get_trace, read_trace, trace_at
+from projections.trace import gtins_of, read_trace, trace_at
 
 CodePath = Annotated[str, PathParameter(max_length=300)]
 PartnerPath = Annotated[str, PathParameter(max_length=40)]
@@ -100,7 +101,7 @@ class TraceController(Controller):
             sku=trace["sku"],
             url=book.url(trace["gtin"], trace["code"]),
         )
-        steps = _epcis_steps(services, trace["history"])
+        steps = _epcis_steps(services, unit, trace)
         base = services.settings.code_base_url
         document = epcis_document(
             unit, steps, lambda c: f"{base}/partners/{c}", datetime.now(tz=UTC)
@@ -108,44 +109,87 @@ class TraceController(Controller):
         return Response(document, media_type="application/ld+json")
 
 
-def _epcis_steps(services: Services, history: list[dict[str, Any]]) -> list[EpcisStep]:
+def _epcis_steps(services: Services, unit: EpcisUnit, trace: dict[str, Any]) -> list[EpcisStep]:
+    """The builder's steps for the trace of a unit or of a case (``unit``: the code the
+    document is about). A case's pack and unpack steps list its units, and its sell steps
+    name a unit sold out of it (an unpack of that unit, as the unit's own document has it):
+    the case is the parent of those, and each unit is named by its own GTIN's URL."""
     book = services.store.ledger.codebook
-    gtins: dict[str, str] = {}
+    history: list[dict[str, Any]] = trace["history"]
+    own = trace["kind"] == "case"
+    named = {
+        code
+        for item in history
+        for code in (
+            item.get("via"),
+            item.get("parent"),
+            item.get("left_case"),
+            item.get("unit"),
+            *item.get("units", ()),
+        )
+        if code is not None
+    }
+    with services.store.views.query() as tx:
+        gtins = gtins_of(tx, sorted(named))
 
-    def case_url(case: str | None) -> str | None:
-        if case is None:
-            return None
-        if case not in gtins:
-            with services.store.views.query() as tx:
-                found = get_trace(tx, case, None)
-            gtins[case] = found["gtin"] if found else ""
-        return book.url(gtins[case], case) if gtins[case] else None
+    def url(code: str | None) -> str | None:
+        # (every code a trace names was commissioned, so has a GTIN)
+        return None if code is None or code not in gtins else book.url(gtins[code], code)
+
+    def urls(codes: Sequence[str]) -> tuple[str, ...]:
+        return tuple(u for u in map(url, codes) if u is not None)
 
     steps: list[EpcisStep] = []
     for item in history:
         at = datetime.fromisoformat(item["at"])
-        action, partner = item["action"], item["partner"] or ""
+        action, partner, position = item["action"], item["partner"] or "", item["position"]
+        if own and "units" in item:  # the case's pack or unpack
+            steps.append(
+                EpcisStep(
+                    at,
+                    position,
+                    action,
+                    partner,
+                    container=unit.code,
+                    container_url=unit.url,
+                    units=urls(item["units"]),
+                )
+            )
+            continue
+        if own and action == "sell":  # a unit sold out of the case left it
+            steps.append(
+                EpcisStep(
+                    at,
+                    position,
+                    "unpack",
+                    partner,
+                    container=unit.code,
+                    container_url=unit.url,
+                    units=urls([item["unit"]]),
+                )
+            )
+            continue
         container = item.get("via") or item.get("parent")
         if action == "sell" and item.get("left_case"):
             steps.append(
                 EpcisStep(
                     at,
-                    item["position"],
+                    position,
                     "unpack",
                     partner,
                     container=item["left_case"],
-                    container_url=case_url(item["left_case"]),
+                    container_url=url(item["left_case"]),
                 )
             )
         steps.append(
             EpcisStep(
                 at,
-                item["position"],
+                position,
                 action,
                 partner,
                 to=item.get("to"),
                 container=container,
-                container_url=case_url(container),
+                container_url=url(container),
                 via_container="via" in item,
                 region_code=item.get("region_code"),
                 outcome=item.get("outcome"),

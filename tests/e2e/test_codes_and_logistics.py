@@ -291,6 +291,57 @@ def test_epcis_export_validates(ch: Channel) -> None:
     assert consumer(ch, 0) not in response.text
 
 
+def test_epcis_of_a_case_aggregates_its_units(ch: Channel) -> None:
+    """A case's own document: the pack is an AggregationEvent ADD with the case as parent
+    and its units as children, its shipments and receipts name the case, and an unpack
+    (or a unit sold out of it) is an AggregationEvent DELETE of those units."""
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    to_store(ch)  # units 0-2 packed in case 0, which goes HQ -> D-SH -> S-SH
+    assert ch.move("S-SH", "unpack", [outer(ch, 2)], parent=ch.cases[0]).status_code == 200
+    assert ch.move("S-SH", "sell", [outer(ch, 1)]).status_code == 200  # leaves the case
+    case = ch.cases[0]
+    case_url = next(r["url"] for r in rows(ch.api, "B-CASES") if r["code"] == case)
+    unit_urls = [ch.units[i]["url"] for i in range(3)]
+    response = ch.api.get(f"/v1/codes/{case}/epcis", token=ch.tokens["hq"])
+    assert response.status_code == 200, response.text
+    document = response.json()
+    schema_path = Path(__file__).resolve().parents[3] / "shared/data/gs1/EPCIS-JSON-Schema.json"
+    jsonschema.Draft7Validator(json.loads(schema_path.read_text())).validate(document)
+    events = document["epcisBody"]["eventList"]
+    got = [(e["type"], e["action"], e["bizStep"]) for e in events]
+    assert got == [
+        ("ObjectEvent", "ADD", "commissioning"),
+        ("AggregationEvent", "ADD", "packing"),
+        ("ObjectEvent", "OBSERVE", "shipping"),
+        ("ObjectEvent", "OBSERVE", "receiving"),
+        ("ObjectEvent", "OBSERVE", "shipping"),
+        ("ObjectEvent", "OBSERVE", "receiving"),
+        ("AggregationEvent", "DELETE", "unpacking"),
+        ("AggregationEvent", "DELETE", "unpacking"),
+    ]
+    pack, unpack, sold_out = events[1], events[6], events[7]
+    assert pack["parentID"] == case_url and pack["childEPCs"] == unit_urls
+    assert unpack["parentID"] == case_url and unpack["childEPCs"] == [unit_urls[2]]
+    assert sold_out["parentID"] == case_url and sold_out["childEPCs"] == [unit_urls[1]]
+    assert pack["readPoint"] == pack["bizLocation"]
+    assert pack["bizLocation"]["id"].endswith("/partners/HQ")  # packed where the case was
+    for event in (events[0], *events[2:6]):
+        assert event["epcList"] == [case_url]
+    assert len({e["eventID"] for e in events}) == len(events)
+    # The unit's own document names the same case as the parent of its pack.
+    unit_doc = ch.api.get(f"/v1/codes/{outer(ch, 0)}/epcis", token=ch.tokens["hq"]).json()
+    unit_pack = unit_doc["epcisBody"]["eventList"][1]
+    assert unit_pack["parentID"] == case_url and unit_pack["childEPCs"] == [unit_urls[0]]
+    # The dealer it passed through reads the case's document too.
+    dealer = ch.api.get(f"/v1/codes/{case}/epcis", token=ch.tokens["D-SH"])
+    assert dealer.status_code == 200, dealer.text
+    assert dealer.json()["epcisBody"]["eventList"][1]["childEPCs"] == unit_urls
+
+
 def test_a_request_parses_each_code_it_names_once(
     ch: Channel, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -461,6 +461,57 @@ def test_shipping_of_the_case_names_the_case() -> None:
     assert case_receive["bizLocation"] == {"id": partner_uri("D-SH")}
 
 
+CASE_UNIT = EpcisUnit(code=CASE, gtin=CASE_GTIN, sku="MOONCAKE-6", url=CASE_URL)
+
+
+def own(when: datetime, position: int, action: str, partner: str, **more: Any) -> EpcisStep:
+    """A step of the case's own trace: it is the container of its pack and unpack."""
+    return EpcisStep(
+        when, position, action, partner, container=CASE, container_url=CASE_URL, **more
+    )
+
+
+def case_history() -> list[EpcisStep]:
+    return [
+        EpcisStep(at(1, 8), 100, "commission", "F-SZ"),
+        own(at(1, 9), 103, "pack", "F-SZ", units=(URL_A, URL_B)),
+        EpcisStep(at(1, 15), 110, "ship", "F-SZ", to="HQ"),
+        EpcisStep(at(2, 10), 120, "receive", "HQ"),
+        own(at(4, 15), 142, "unpack", "HQ", units=(URL_A,)),
+        own(at(5, 9), 151, "unpack", "HQ", units=(URL_B,)),  # (sold out of the case)
+    ]
+
+
+def test_the_cases_own_document_aggregates_its_units() -> None:
+    doc = document(case_history(), CASE_UNIT)
+    assert schema_errors(doc) == []
+    assert problems(doc, CONSUMER_CODES) == []
+    evs = events(doc)
+    assert [(e["type"], e["action"]) for e in evs] == [
+        ("ObjectEvent", "ADD"),
+        ("AggregationEvent", "ADD"),
+        ("ObjectEvent", "OBSERVE"),
+        ("ObjectEvent", "OBSERVE"),
+        ("AggregationEvent", "DELETE"),
+        ("AggregationEvent", "DELETE"),
+    ]
+    assert all(e["parentID"] == CASE_URL for e in (evs[1], evs[4], evs[5]))
+    assert [evs[1]["childEPCs"], evs[4]["childEPCs"], evs[5]["childEPCs"]] == [
+        [URL_A, URL_B],
+        [URL_A],
+        [URL_B],
+    ]
+    assert evs[0]["epcList"] == evs[2]["epcList"] == evs[3]["epcList"] == [CASE_URL]
+
+
+@pytest.mark.parametrize("units", [(), (CASE_URL,), (CASE_URL, URL_A)])
+def test_the_cases_own_pack_must_name_units_other_than_the_case(units: tuple[str, ...]) -> None:
+    steps = case_history()
+    steps[1] = dataclasses.replace(steps[1], units=units)
+    with pytest.raises(ValueError):
+        document(steps, CASE_UNIT)
+
+
 def test_shared_events_have_the_same_id_in_every_units_document() -> None:
     a = events(document())
     b = events(document(history(), UNIT_B))

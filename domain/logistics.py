@@ -263,11 +263,15 @@ def _ship(uow: UnitOfWork, by: Principal, m: Movement, codes: Codes) -> None:
     assert m.to is not None
     for text in m.codes:
         item = held(uow, codes, text)
-        if isinstance(item, Unit) and item.container is not None:
+        # Permission first, on whoever holds the unit now (its case, if packed: the unit's
+        # own owner is as of its packing): only a holder learns that it is packed, and in
+        # which case.
+        holder = whereabouts(uow, item)
+        _require_holder(by, holder)
+        if holder is not item:
             raise BusinessRuleBroken(
-                f"{text} is packed in {item.container}: ship the case", code="packed"
+                f"{text} is packed in {holder.serial}: ship the case", code="packed"
             )
-        _require_holder(by, item)
         if item.state is not UnitState.IN_STOCK:
             raise BusinessRuleBroken(f"{text} is not in stock", code="not_in_stock")
         destination = uow.find(Partner, partner_id(m.to))
@@ -294,7 +298,15 @@ def _ship(uow: UnitOfWork, by: Principal, m: Movement, codes: Codes) -> None:
 def _receive(uow: UnitOfWork, by: Principal, m: Movement, codes: Codes) -> None:
     for text in m.codes:
         item = held(uow, codes, text)
-        if isinstance(item, Unit) and item.container is not None:
+        # Permission first: only the item's holder or its destination (its case's, if
+        # packed) learns what state it is in.
+        holder = whereabouts(uow, item)
+        if not any(
+            partner is not None and operates_for(by, partner)
+            for partner in (holder.owner, holder.destination)
+        ):
+            raise NotAllowed(f"{text} is not on its way to {by.partner}")
+        if holder is not item:
             raise BusinessRuleBroken(f"{text} is packed: receive the case", code="packed")
         if item.state is not UnitState.IN_TRANSIT:
             raise BusinessRuleBroken(f"{text} is not in transit", code="not_in_transit")

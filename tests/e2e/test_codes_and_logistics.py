@@ -168,6 +168,49 @@ def test_case_moves_its_units_and_sale_leaves_the_case(ch: Channel) -> None:
     assert ch.move("S-SH", "sell", [outer(ch, 2)]).status_code == 200
 
 
+def test_a_packed_unit_is_refused_for_permission_before_state(ch: Channel) -> None:
+    """Shipping or receiving a packed unit: one who neither holds it (its case) nor is its
+    case's destination gets 403, never the 422 ``packed`` that names the case; a holder
+    still learns it is packed, and in which case."""
+    codes = [outer(ch, i) for i in range(len(ch.units))]
+    case0, case1 = ch.cases
+    assert ch.move("factory", "commission", codes + ch.cases).status_code == 200
+    assert ch.move("factory", "pack", codes[:3], parent=case0).status_code == 200
+    assert ch.move("factory", "pack", codes[4:6], parent=case1).status_code == 200  # stays at HQ
+
+    def forbidden(response, case: str) -> None:
+        problem = assert_problem(response, 403, "batch_refused")
+        assert [r["code"] for r in problem["refused"]] == ["forbidden"], problem
+        assert case not in response.text
+
+    forbidden(ch.move("D-SH", "ship", [codes[4]], to="S-SH"), case1)  # HQ's, never D-SH's
+    forbidden(ch.move("D-SH", "receive", [codes[4]]), case1)
+    # (an unpacked unit too: not on its way to D-BJ, whatever state it is in)
+    assert_problem(ch.move("D-BJ", "receive", [codes[3]]), 403)
+    assert ch.move("hq", "ship", [case0], to="D-SH").status_code == 200
+    forbidden(ch.move("D-BJ", "receive", [codes[0]]), case0)  # not the destination
+    forbidden(ch.move("S-SH", "receive", [codes[0]]), case0)
+    on_its_way = assert_problem(ch.move("D-SH", "receive", [codes[0]]), 422, "batch_refused")
+    assert on_its_way["refused"][0]["code"] == "packed"
+    assert ch.move("D-SH", "receive", [case0]).status_code == 200
+    forbidden(ch.move("S-SH", "ship", [codes[0]], to="S-SH"), case0)  # its dealer's
+    forbidden(ch.move("D-BJ", "ship", [codes[0]], to="S-BJ"), case0)
+    # The holder: 422 packed, naming its own case.
+    own = assert_problem(ch.move("D-SH", "ship", [codes[0]], to="S-SH"), 422, "batch_refused")
+    assert own["refused"][0]["code"] == "packed" and case0 in own["refused"][0]["detail"]
+    at_hq = assert_problem(ch.move("hq", "ship", [codes[4]], to="D-SH"), 422, "batch_refused")
+    assert at_hq["refused"][0]["code"] == "packed" and case1 in at_hq["refused"][0]["detail"]
+    # A batch with a permission refusal answers 403, whatever else it refuses.
+    events = [
+        {"event_id": "m1", "action": "ship", "codes": [codes[0]], "to": "S-SH"},
+        {"event_id": "m2", "action": "ship", "codes": [codes[4]], "to": "S-SH"},
+    ]
+    mixed = ch.api.post("/v1/logistics", {"events": events}, token=ch.tokens["D-SH"])
+    problem = assert_problem(mixed, 403, "batch_refused")
+    assert [r["code"] for r in problem["refused"]] == ["packed", "forbidden"]
+    assert case1 not in mixed.text
+
+
 def test_forged_and_mistyped_codes_are_refused(ch: Channel) -> None:
     head = ch.api.head()
     forged = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -53,14 +54,33 @@ def settle_loyalty(store: Store, now: datetime | None = None) -> dict[str, int]:
     return {"lots_expired": lots, "tiers_downgraded": downgraded}
 
 
-def _store(settings: Settings, now: str | None) -> Store:
-    if now is None:
-        return settings.open_store()
-    return settings.open_store(clock=FixedClock(datetime.fromisoformat(now)))
+def ahead_of_the_clock(command: str, now: datetime | None, allowed: bool) -> str | None:
+    """Why ``--now`` may not be used, or None. A time later than the clock would close
+    return windows or expire lots early, and its events, dated ahead, would make every
+    later event read as of that time (the log's times never go back): only for tests,
+    with ``--allow-future``."""
+    if now is None or allowed or now <= datetime.now(UTC):
+        return None
+    return (
+        f"siyu {command}: --now {now.isoformat()} is later than the clock; it would act "
+        "ahead of time and date the log ahead (--allow-future: tests only)\n"
+    )
 
 
 def cmd_expire_points(args: argparse.Namespace, settings: Settings) -> int:
-    store = _store(settings, args.now)
+    try:
+        now = None if args.now is None else datetime.fromisoformat(args.now)
+    except ValueError:
+        sys.stderr.write(f"siyu expire-points: --now {args.now!r} is not an RFC 3339 time\n")
+        return 2
+    if now is not None and now.tzinfo is None:
+        sys.stderr.write("siyu expire-points: --now needs an offset (e.g. +08:00)\n")
+        return 2
+    refusal = ahead_of_the_clock("expire-points", now, args.allow_future)
+    if refusal is not None:
+        sys.stderr.write(refusal)
+        return 2
+    store = settings.open_store() if now is None else settings.open_store(clock=FixedClock(now))
     try:
         store.engine.catch_up()
         report = settle_loyalty(store)

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from api.loyalty import settle_loyalty
+from api.loyalty import ahead_of_the_clock, settle_loyalty
 from api.problems import ServiceUnavailable
 from api.settings import Settings
 from domain.clock import FixedClock
@@ -154,6 +154,10 @@ def cmd_settle(args: argparse.Namespace, settings: Settings) -> int:
         now = None if args.now is None else parse_period_bound(args.now, "now")
     except DomainError as e:
         sys.stderr.write(f"siyu settle: {e.detail}\n")
+        return 2
+    refusal = ahead_of_the_clock("settle", now, args.allow_future)
+    if refusal is not None:
+        sys.stderr.write(refusal)
         return 2
     store = settings.open_store() if now is None else settings.open_store(clock=FixedClock(now))
     try:

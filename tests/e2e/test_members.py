@@ -366,10 +366,12 @@ def test_siyu_settle_expires_due_lots(ch: Channel, database_url: str, tmp_path: 
     assert scan(ch, 0, "m-13").status_code == 200
     assert scan(ch, 1, "m-14").status_code == 200
     later = (START + timedelta(days=366)).isoformat()
-    settled = run_cli(["settle", "--now", later], cli_env(database_url), tmp_path)
+    settled = run_cli(["settle", "--now", later, "--allow-future"], cli_env(database_url), tmp_path)
     assert settled.returncode == 0, settled.stdout + settled.stderr
     assert "expired 2 points lots" in settled.stdout, settled.stdout
-    again = run_cli(["expire-points", "--now", later], cli_env(database_url), tmp_path)
+    again = run_cli(
+        ["expire-points", "--now", later, "--allow-future"], cli_env(database_url), tmp_path
+    )
     assert again.returncode == 0 and "expired 0 lots" in again.stdout, again.stdout
     ch.api.position = ch.api.head()
     assert member(ch, "m-13").json()["points"] == 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -602,6 +602,15 @@ def test_settle_and_reconcile_commands(mall: Mall, database_url: str, tmp_path: 
     again = run_cli(["settle", "--now", due], env, tmp_path)
     assert "settled 0 orders" in again.stdout, again.stdout
     assert run_cli(["settle", "--now", "soon"], env, tmp_path).returncode == 2
+    # Ahead of the clock: it would close windows early and date the log ahead, so that
+    # every later event would read as of that time (as-of balances, statements).
+    head = mall.api.head()
+    ahead = (datetime.now(UTC) + timedelta(days=7)).isoformat()
+    for command in ("settle", "expire-points"):
+        refused = run_cli([command, "--now", ahead], env, tmp_path)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "later than the clock" in refused.stderr and "Traceback" not in refused.stderr
+    assert mall.api.head() == head
     view = mall.api.get(
         f"/v1/orders/{order['order_id']}", token=mall.tokens["hq"], min_position=mall.api.head()
     )

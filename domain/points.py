@@ -108,7 +108,10 @@ def spend(
     wallet = member.loyalty.wallet
     if wallet.debt > 0 or wallet.balance < points:
         raise InsufficientPoints(
-            f"the member has {max(wallet.balance, 0)} points, {points} asked",
+            f"the member has {wallet.balance} points, {points} asked"
+            + (  # the balance the member's page shows, debt included
+                f" (a refund took back {wallet.debt} points already spent)" if wallet.debt else ""
+            ),
             code="insufficient_points",
         )
     taken, left = plan_take(wallet.spendable(at), points)

@@ -195,6 +195,10 @@ def test_refunds_reverse_in_proportion_and_a_full_refund_exactly(
     assert points_back == earned and member.growth == 0 and growth_back == growth_before
     if spend_first:
         assert member.points == -earned and member.loyalty.wallet.debt == earned
+        with pytest.raises(InsufficientPoints) as refused:  # says the balance shown
+            spend(member, "owed", 1, "redemption", "t", BY, T0)
+        assert f"has {-earned} points" in refused.value.detail
+        assert f"took back {earned} points already spent" in refused.value.detail
         earn(member, "later", earned + 5, "adjustment", "t", BY, T0)
         assert member.points == 5 and member.loyalty.wallet.debt == 0, "a debt is recovered"
     else:

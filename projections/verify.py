@@ -22,7 +22,9 @@ One run (``siyu verify``, or the server's background run) checks, reading only:
    its newest one, so a wrong one would decide; the chain shows an edited one, this check
    a miscomputed one.
 
-``first_bad_position`` is the smallest position any check names.
+``first_bad_position`` names where the tampering is, not where it shows (``Report``):
+the smallest position the log's own checks (1 and 2) name; only when they find nothing,
+the smallest position the others (3, 4 and 5) name.
 """
 
 from __future__ import annotations
@@ -79,10 +81,18 @@ Progress = Callable[[str, int, int], None]
 StopFlag = Callable[[], bool]
 
 
+# The checks of the log itself: its events against the chain (an event edited, deleted,
+# moved or inserted) and the chain against its signed checkpoints. Every other check
+# (postings, trial_balance, carried_forward, view, rebuild) reads what the log says, so
+# a tampered log makes them fail too, as a consequence, often at another position.
+LOG_CHECKS = frozenset({"chain", "checkpoint"})
+
+
 @dataclass(frozen=True)
 class Finding:
     position: int
-    check: str  # chain, checkpoint, postings, trial_balance, view, rebuild
+    check: str  # chain, checkpoint (LOG_CHECKS); postings, trial_balance, carried_forward,
+    # view, rebuild
     detail: str
 
     def line(self) -> str:
@@ -99,6 +109,10 @@ class Report:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     complete: bool = True
+    # the smallest position named by the log's checks, and by the others (kept past
+    # FINDINGS_MAX: a finding left out of the list still counts)
+    first_in_log: int | None = None
+    first_elsewhere: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -106,9 +120,27 @@ class Report:
 
     @property
     def first_bad_position(self) -> int | None:
-        return min((f.position for f in self.findings), default=None)
+        """Where the tampering is, not where it shows.
+
+        The log's own checks (``LOG_CHECKS``: the chain, the signed checkpoints) find the
+        tampering itself: an event edited, deleted, moved or inserted, a chain rewritten.
+        The other checks read what the log says, so what they find on a tampered log are
+        consequences, at the positions where they show: a deleted event leaves the read
+        model row it had updated at the position of the update before it (smaller), a
+        deleted posting unbalances the trial balance at the last event. So when the log's
+        checks find anything, this is the smallest position they name; only when the log
+        is intact is it the smallest position the others name: the ledger's invariants
+        (postings of an event, the trial balance), the states carried forward, the read
+        models against a rebuild (a view edited in place, a projection's bug).
+
+        The same rule for ``siyu verify``'s last line and ``GET /v1/audit/verify``."""
+        return self.first_elsewhere if self.first_in_log is None else self.first_in_log
 
     def add(self, position: int, check: str, detail: str) -> None:
+        if check in LOG_CHECKS:
+            self.first_in_log = _smaller(self.first_in_log, position)
+        else:
+            self.first_elsewhere = _smaller(self.first_elsewhere, position)
         if len(self.findings) < FINDINGS_MAX:
             self.findings.append(Finding(position, check, detail))
 
@@ -127,6 +159,10 @@ class Report:
             "notes": list(self.notes),
             "seconds": round(self.seconds, 3),
         }
+
+
+def _smaller(known: int | None, position: int) -> int:
+    return position if known is None else min(known, position)
 
 
 # -- ledger invariants ------------------------------------------------------------------

@@ -262,6 +262,50 @@ def test_tampering_is_detected_and_named_by_cli_and_endpoint(
         assert api.get("/health").status_code == 200
 
 
+def test_a_deleted_event_is_named_not_the_row_it_had_updated(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The demo's order receipt deleted: its ``order_instructions`` row is rebuilt at the
+    position of the update before it, smaller than the receipt's, and the CLI and the
+    server both name the deleted position, where the log was tampered with."""
+    env = cli_env(database_url)
+    loaded = run_cli(["demo"], env, tmp_path)
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    store = Store.open(database_url)
+    try:
+        tamper = Tamperer(store)
+        with tamper.events() as sql:
+            found = sql(
+                f"SELECT {tamper.key} FROM {tamper.table} WHERE topic = ?",
+                "siyu.Order.ReceiptRecorded",
+            )
+        assert found, "the demo records an order's receipt"
+        receipt = int(found[0][0])
+        assert receipt < store.head, "an event in the middle of the log"
+        tamper.delete(receipt)
+    finally:
+        store.close()
+
+    done = run_cli(["verify"], env, tmp_path)
+    lines = done.stdout.strip().splitlines()
+    assert (done.returncode, lines[-1]) == (1, f"first_bad_position={receipt}"), done.stdout
+    assert f"chain at position {receipt}: a chained event is missing" in done.stdout
+    # the consequence in the read models shows at a smaller position, and is still listed
+    shown = [int(p) for p in re.findall(r"^view at position (\d+): order_instructions",
+                                        done.stdout, re.M)]  # fmt: skip
+    assert shown and min(shown) < receipt, done.stdout
+
+    with serving(database_url, tmp_path) as (_server, base):
+        deadline = time.monotonic() + 60
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            status = httpx.get(f"{base}/v1/audit/verify", headers=bearer(), timeout=30).json()
+            if status["at"] is not None and not status["running"]:
+                break
+            time.sleep(0.2)
+        assert status["ok"] is False and status["first_bad_position"] == receipt, status
+
+
 def test_feed_time_travel_digest_and_access_log(database_url: str, tmp_path: Path) -> None:
     with audited_api(database_url) as api:
         ch, before_shipping = populate(api)

@@ -23,8 +23,9 @@ from api.audit_cli import (
     replayed_as_of,
     until_position,
 )
-from api.settings import Settings
+from api.settings import Settings, StoreUnavailable
 from api.workers_cli import add_worker_arguments, run_workers, workers_to_start
+from projections.database import DatabaseUrlError, parse_database_url
 from projections.engine import BATCH_SIZE_MAX, Progress, Projection
 from projections.forgetting import personal_of, scrub_forgotten_since
 from projections.relay import add_arguments as add_relay_arguments
@@ -415,6 +416,11 @@ COMMANDS["what-if"] = _later("api.what_if", "cmd_what_if")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status. A store that cannot be opened (a wrong
+    SIYU_DATABASE_URL, a server that does not answer, a database that does not exist) is
+    one line on stderr and exit 2, as the other errors of how the command was called (an
+    unknown projection, a missing bootstrap token, argparse's own), not a traceback: and
+    not 1, which ``siyu verify`` keeps for a store it checked and found tampered with."""
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         fewer_malloc_arenas()  # before any thread starts
@@ -422,7 +428,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(settings)
     if args.command in BATCH_COMMANDS:
         _collect_less_often()
-    return COMMANDS[args.command](args, settings)
+    try:
+        try:  # a URL that names no store, before any command reads it its own way
+            parse_database_url(settings.database_url)
+        except DatabaseUrlError as e:
+            raise StoreUnavailable(settings.database_url, e) from e
+        return COMMANDS[args.command](args, settings)
+    except StoreUnavailable as e:
+        sys.stderr.write(f"siyu: {e}\n")
+        return 2
 
 
 BATCH_COMMANDS = frozenset({"project", "replay"})

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from projections.database import DatabaseUrlError, masked_url, parse_database_url
 from projections.store import Store
 
 DEFAULT_DATABASE_URL = "sqlite:///var/siyu.db"
@@ -34,7 +35,12 @@ class Settings:
             "checkpoint_every": self.audit_checkpoint_every,
             **overrides,
         }
-        return Store.open(self.database_url, **options)
+        try:
+            return Store.open(self.database_url, **options)
+        except Exception as e:
+            if not _cannot_open(e):
+                raise
+            raise StoreUnavailable(self.database_url, e) from e
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -52,6 +58,37 @@ class Settings:
             audit_verify_interval_s=float(env.get("SIYU_AUDIT_VERIFY_INTERVAL_S") or 3600),
             audit_verify_at_start=_flag(env.get("SIYU_AUDIT_VERIFY_AT_START"), default=True),
         )
+
+
+class StoreUnavailable(Exception):
+    """The store the settings name cannot be opened: a URL that names none, a server that
+    does not answer, a database that does not exist, a file that cannot be made. Its text
+    is one line, fit to print (a password in the URL is masked): ``siyu`` prints it
+    instead of a traceback (api/cli.py ``main``)."""
+
+    def __init__(self, url: str, error: Exception) -> None:
+        self.bad_url = isinstance(error, DatabaseUrlError)
+        reason = " ".join(str(error).split()) or type(error).__name__
+        password = "" if self.bad_url else parse_database_url(url).password
+        if password:  # a driver's message should not repeat it; if one does, masked too
+            reason = reason.replace(password, "***")
+        where = (
+            "SIYU_DATABASE_URL" if self.bad_url else f"cannot open the store at {masked_url(url)}"
+        )
+        super().__init__(f"{where}: {reason}")
+
+
+def _cannot_open(error: Exception) -> bool:
+    """Whether ``Store.open`` failed on the store itself, not on a bug of its own."""
+    import sqlite3
+
+    import psycopg
+    from eventsourcing.persistence import InterfaceError, OperationalError
+
+    if type(error) is sqlite3.DatabaseError:  # "file is not a database", not a subclass's
+        return True
+    kinds = (DatabaseUrlError, OSError, sqlite3.OperationalError, psycopg.OperationalError)
+    return isinstance(error, (*kinds, OperationalError, InterfaceError))
 
 
 FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True,

@@ -9,6 +9,7 @@ schema ``views`` of the same database (or another schema for a side build).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,7 +90,30 @@ class Database:
         )
 
 
+def masked_url(url: str) -> str:
+    """``url`` fit to print: its password (``user:password@``, ``?password=``) as ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    # up to the last "@" before the query: a password may hold a "/" left unencoded
+    head, question, query = rest.partition("?")
+    userinfo, at, after = head.rpartition("@")
+    if at and ":" in userinfo:
+        head = f"{userinfo.split(':', 1)[0]}:***@{after}"
+    query = re.sub(r"(?i)((?:^|[&;])password=)[^&;]*", r"\1***", query)
+    return f"{scheme}{sep}{head}{question}{query}"
+
+
 def parse_database_url(url: str) -> Database:
+    try:
+        return _parse_database_url(url)
+    except DatabaseUrlError:
+        raise
+    except ValueError as e:  # urllib's own complaints: a port that is not a number, ...
+        raise DatabaseUrlError(f"cannot read the database URL {masked_url(url)!r}: {e}") from None
+
+
+def _parse_database_url(url: str) -> Database:
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         # SQLAlchemy's convention: sqlite:///relative/file.db, sqlite:////absolute/file.db
@@ -113,7 +137,9 @@ def parse_database_url(url: str) -> Database:
             dbname=dbname,
             views_schema=query.get("views_schema", [DEFAULT_VIEWS_SCHEMA])[0],
         )
-    raise DatabaseUrlError(f"unsupported database URL {url!r} (sqlite:/// or postgresql://)")
+    raise DatabaseUrlError(
+        f"unsupported database URL {masked_url(url)!r} (sqlite:/// or postgresql://)"
+    )
 
 
 @contextmanager

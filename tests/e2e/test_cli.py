@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from api.cli import fewer_malloc_arenas
 from bench.metrics import family
 from domain.handlers.tokens import authenticate
 from projections.store import Store, default_projections
-from tests.conftest import BOOTSTRAP
+from tests.conftest import BOOTSTRAP, PG_HOST, PG_PORT, PG_USER, service_missing
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = (sys.executable, "-m", "api.cli")
@@ -373,6 +374,83 @@ def test_a_failed_worker_fails_the_command(tmp_path: Path) -> None:
 
     # Each worker refuses its arguments (exit 2): the command says so and fails.
     assert run_workers(["project", "--until-position", "x"], 2) == 1
+
+
+# -- a store that cannot be opened -----------------------------------------------------
+
+PASSWORD = "s3cret-pw"
+
+
+def wrong_url(kind: str, tmp_path: Path) -> tuple[str, str]:
+    """A SIYU_DATABASE_URL that opens no store, and a word its one line of error holds."""
+    if kind == "missing database":
+        service_missing("PostgreSQL", PG_HOST, PG_PORT)
+        name = f"siyu_wtcli_missing_{uuid.uuid4().hex[:8]}"  # never created
+        return f"postgresql://{PG_USER}:{PASSWORD}@{PG_HOST}:{PG_PORT}/{name}", "does not exist"
+    if kind == "closed port":
+        return f"postgresql://{PG_USER}:{PASSWORD}@127.0.0.1:{free_port()}/siyu", "refused"
+    if kind == "unsupported scheme":
+        return f"mysql://root:{PASSWORD}@127.0.0.1/siyu", "unsupported database URL"
+    if kind == "not a port":
+        return f"postgresql://{PG_USER}:{PASSWORD}@127.0.0.1:five/siyu", "five"
+    if kind == "sqlite under a file":
+        (tmp_path / "a-file").write_text("not a directory")
+        return f"sqlite:///{tmp_path}/a-file/siyu.db", "a-file"
+    assert kind == "sqlite not a database"
+    (tmp_path / "text.db").write_text("not a database " * 100)
+    return f"sqlite:///{tmp_path}/text.db", "not a database"
+
+
+def assert_one_line_refusal(
+    done: subprocess.CompletedProcess[str], url: str, word: str, command: str = "verify"
+) -> None:
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    what = (command, done.returncode, done.stdout, done.stderr)
+    assert done.returncode == 2, what  # as the other errors of how siyu was called
+    assert "Traceback" not in done.stderr, what
+    assert len(lines) == 1 and lines[0].startswith("siyu: "), what
+    assert word in lines[0], what
+    assert PASSWORD not in done.stderr + done.stdout, what
+    if PASSWORD in url:  # the URL is named, its password masked
+        assert ":***@" in lines[0], what
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "missing database",
+        "closed port",
+        "unsupported scheme",
+        "not a port",
+        "sqlite under a file",
+        "sqlite not a database",
+    ],
+)
+def test_a_store_that_cannot_be_opened_is_one_line_not_a_traceback(
+    kind: str, workdir: Path
+) -> None:
+    url, word = wrong_url(kind, workdir)
+    assert_one_line_refusal(run_cli(["verify"], cli_env(url), workdir), url, word)
+
+
+def test_every_command_says_so_in_one_line(workdir: Path) -> None:
+    """Caught once, in ``main``: every command that opens the store."""
+    url, word = wrong_url("closed port", workdir)
+    commands = [
+        ["replay"],
+        ["diff"],
+        ["reconcile"],
+        ["forget", str(uuid.uuid4())],
+        ["settle"],
+        ["demo"],
+        ["project", "--once"],
+        ["serve", "--host", "127.0.0.1", "--port", str(free_port())],
+        ["expire-points"],
+    ]
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda argv: run_cli(argv, cli_env(url), workdir), commands))
+    for argv, done in zip(commands, runs, strict=True):
+        assert_one_line_refusal(done, url, word, " ".join(argv))
 
 
 # -- serve ---------------------------------------------------------------------------

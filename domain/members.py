@@ -21,6 +21,24 @@ EXTERNAL_ID_LENGTH_MAX = 100
 POINTS_LIFETIME = timedelta(days=365)
 
 
+def validate_external_id(external_id: str, field: str = "external_id") -> None:
+    """A member's id in the brand's own systems; it is a path segment of the member's
+    endpoints (``/v1/members/{external_id}``), so a member made with an id no path can
+    name (a slash, ``.``, ``..``, control characters, blanks at either end) could never
+    be read or spend their points."""
+    rule = (
+        f"1 to {EXTERNAL_ID_LENGTH_MAX} characters, no slash, control character or blank at an end"
+    )
+    if (
+        not 1 <= len(external_id) <= EXTERNAL_ID_LENGTH_MAX
+        or "/" in external_id
+        or external_id in (".", "..")
+        or external_id != external_id.strip()
+        or any(ord(c) < 32 or ord(c) == 127 for c in external_id)
+    ):
+        raise InvalidInput.field(field, rule)
+
+
 def mask_phone(phone: str | None) -> str | None:
     """``13812345678`` -> ``138****5678``: what everyone below HQ sees."""
     if not phone:

@@ -26,9 +26,10 @@ from domain.draws import (
     verify,
 )
 from domain.errors import Conflict, NotFound
-from domain.handlers.members import get_member, validate_external_id
+from domain.handlers.members import get_member
 from domain.ledger import GLOBAL_SCOPE, Ledger, Outcome, RequestKey, UnitOfWork
 from domain.loyalty import DrawMade
+from domain.members import validate_external_id
 from domain.points import earn, execute_patiently, spend
 from domain.principal import Principal, Role
 from domain.tiers import current_tiers, upgrade_if_crossed

@@ -13,7 +13,7 @@ from domain.errors import BusinessRuleBroken, Conflict, InvalidInput, NotAllowed
 from domain.identity import keyed_id, partner_id
 from domain.ledger import GLOBAL_SCOPE, Ledger, Outcome, RequestKey, UnitOfWork
 from domain.loyalty import ContactUpdated, EnrolledAsDistributor, Rebound, Tagged
-from domain.members import EXTERNAL_ID_LENGTH_MAX, POINTS_LIFETIME, Member, validate_phone
+from domain.members import POINTS_LIFETIME, Member, validate_external_id, validate_phone
 from domain.point_rules import points_for_scan
 from domain.points import earn, execute_patiently, spend, validate_points, validate_reason
 from domain.principal import Principal, Role
@@ -24,11 +24,6 @@ TAGS_MAX = 20
 LIFETIME_DAYS_MAX = 3660
 TAG_LENGTH_MAX = 40
 NAME_LENGTH_MAX = 100
-
-
-def validate_external_id(external_id: str) -> None:
-    if not 1 <= len(external_id) <= EXTERNAL_ID_LENGTH_MAX:
-        raise InvalidInput.field("external_id", f"1 to {EXTERNAL_ID_LENGTH_MAX} characters")
 
 
 def member_uuid(ledger_or_uow: Ledger | UnitOfWork, external_id: str) -> UUID:

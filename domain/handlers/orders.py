@@ -23,7 +23,7 @@ from domain.errors import BusinessRuleBroken, InvalidInput, NotFound
 from domain.handlers.order_rewards import reverse_refund, reward_payment
 from domain.identity import keyed_id, neighbourhood, partner_id, product_id
 from domain.ledger import GLOBAL_SCOPE, Ledger, Outcome, RequestKey, UnitOfWork
-from domain.members import EXTERNAL_ID_LENGTH_MAX, Member
+from domain.members import Member, validate_external_id
 from domain.orders import (
     LINES_MAX,
     QUANTITY_MAX,
@@ -71,8 +71,7 @@ class OrderRequest:
 
     def __post_init__(self) -> None:
         validate_order_id(self.order_id)
-        if not 1 <= len(self.member) <= EXTERNAL_ID_LENGTH_MAX:
-            raise InvalidInput.field("member", f"1 to {EXTERNAL_ID_LENGTH_MAX} characters")
+        validate_external_id(self.member, "member")
         if not 1 <= len(self.lines) <= LINES_MAX:
             raise InvalidInput.field("lines", f"1 to {LINES_MAX} lines")
         for i, line in enumerate(self.lines):

@@ -15,7 +15,7 @@ from domain.handlers.members import loyalty_on_first_scan
 from domain.identity import case_id, keyed_id, neighbourhood, partner_id, product_id, unit_id
 from domain.ledger import Ledger, Outcome, RequestKey, UnitOfWork
 from domain.logistics import batch_of, whereabouts
-from domain.members import EXTERNAL_ID_LENGTH_MAX, Member, validate_phone
+from domain.members import Member, validate_external_id, validate_phone
 from domain.point_rules import POINT_RULES_ID
 from domain.principal import Principal, Role
 from domain.region import code_within, gcj02_to_wgs84, is_region_code, region_of
@@ -37,8 +37,7 @@ class ScanRequest:
     region_code: str | None = None
 
     def __post_init__(self) -> None:
-        if not 1 <= len(self.external_id) <= EXTERNAL_ID_LENGTH_MAX:
-            raise InvalidInput.field("member.external_id", "1 to 100 characters")
+        validate_external_id(self.external_id, "member.external_id")
         validate_phone(self.phone)
         if (self.lat is None) != (self.lng is None):
             raise InvalidInput.field("location", "both lat and lng")

@@ -408,3 +408,31 @@ def test_member_and_trace_as_of_a_past_time(ch: Channel, clock: FixedClock) -> N
     assert past["container"] == ch.cases[0]
     assert [h["action"] for h in past["history"]][-1] == "receive"
     assert len(past["history"]) < len(trace_now["history"])
+
+
+def test_a_member_id_no_path_can_name_is_refused_where_a_member_is_made(ch: Channel) -> None:
+    """A member made as ``a/b`` or ``..`` could never be read or spend their points
+    (``/v1/members/{external_id}``): the scan or order that would make them is refused."""
+    head = ch.api.head()
+    for bad in ["a/b", "..", ".", " m-1", "m-1 ", "m\x00-1", "m\n1"]:
+        body = {"scan_id": "s-bad", "code": consumer(ch, 0), "member": {"external_id": bad}}
+        refused = ch.api.post("/v1/scans", body)
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json()["errors"][0]["field"] == "member.external_id", refused.text
+        order = {
+            "order_id": "O-BAD",
+            "member": bad,
+            "lines": [{"sku": "TEA-500", "qty": 1, "unit_price": 100}],
+            "fulfilment": "pickup",
+            "location": {"lat": 31.2304, "lng": 121.4737},
+        }
+        refused = ch.api.post("/v1/orders", order)
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json()["errors"][0]["field"] == "member", refused.text
+    assert ch.api.head() == head, "nothing was written"
+    fine = "m 1.x"  # a space inside, a dot: nameable
+    body = {"scan_id": "s-fine", "code": consumer(ch, 0), "member": {"external_id": fine}}
+    assert ch.api.post("/v1/scans", body).status_code == 200
+    quoted = fine.replace(" ", "%20")
+    read = ch.api.get(f"/v1/members/{quoted}")
+    assert read.status_code == 200, read.text

@@ -81,12 +81,15 @@ class LevelSchedule:
         }
 
 
+# Until HQ publishes levels: the levels and their thresholds, but no rate of their own,
+# so the split policy's distributor rate holds (API.md's defaults "until HQ publishes
+# others"); a level's rate is money HQ decides, never a silent default.
 DEFAULT_LEVELS = LevelSchedule(
     0,
     (
         Level("starter", 0),
-        Level("senior", 1_000_000, 1_200),  # 10,000 yuan sold: 12% instead of 10%
-        Level("star", 5_000_000, 1_500),  # 50,000 yuan sold: 15%
+        Level("senior", 1_000_000),  # 10,000 yuan sold
+        Level("star", 5_000_000),  # 50,000 yuan sold
     ),
 )
 

@@ -14,7 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from api.audit import audit_middleware, build_audit
 from api.deps import DEPENDENCIES
 from api.money import SettlementTask
-from api.problems import EXCEPTION_HANDLERS
+from api.problems import EXCEPTION_HANDLERS, BodyRequest
 from api.routes.audit import AggregateController, AuditController, EventFeedController
 from api.routes.catalog import CodeBatchController, ProductController, QrController
 from api.routes.health import health
@@ -126,5 +126,6 @@ def create_app(
         on_shutdown=[services.reads.close, stop],
         openapi_config=openapi,
         request_max_body_size=REQUEST_BODY_BYTES_MAX,
+        request_class=BodyRequest,
         debug=False,
     )

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import ClientException, HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from domain.errors import (
@@ -60,6 +60,30 @@ HTTP_CODES = {
 
 class ServiceUnavailable(DomainError):
     code = "not_caught_up"
+
+
+TOO_DEEP = "the body is nested too deeply"
+
+
+class BodyRequest(Request[Any, Any, Any]):
+    """The app's request: a body nested too deeply to decode is bad input (400
+    ``malformed_request``), not a server error. msgspec decodes recursively and raises
+    ``RecursionError`` past the interpreter's depth (about a thousand levels): left alone it
+    reached ``on_unexpected`` as a 500 with a traceback, on every POST and before the token
+    was checked. Only the decoding of the body is translated; a ``RecursionError`` anywhere
+    else is still a server error."""
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except RecursionError:
+            raise ClientException(TOO_DEEP) from None
+
+    async def msgpack(self) -> Any:
+        try:
+            return await super().msgpack()
+        except RecursionError:
+            raise ClientException(TOO_DEEP) from None
 
 
 def problem(

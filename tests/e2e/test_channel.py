@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import BOOTSTRAP
 from tests.e2e.client import Api, dealer, running_api, store_body
 
 
@@ -132,6 +134,27 @@ def test_malformed_json_and_missing_body(api: Api) -> None:
     assert_problem(api.post_raw("/v1/partners", b""), 400)
     assert_problem(api.post_raw("/v1/partners", b'{"code": 1}'), 400, "validation_failed")
     assert api.head() == head
+
+
+NESTED_POSTS = ("/v1/products", "/v1/partners", "/v1/scans", "/v1/tokens", "/v1/logistics")
+
+
+def test_a_body_nested_too_deeply_is_malformed_not_a_server_error(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """msgspec raises RecursionError past about a thousand levels: still bad input, on every
+    POST, with or without a token, and no traceback in the log."""
+    caplog.set_level(logging.DEBUG)
+    head = api.head()
+    for depth in (1_000, 100_000):
+        for body in ("[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth):
+            for path in NESTED_POSTS:
+                for token in (None, "siyu_" + "x" * 43, BOOTSTRAP):
+                    response = api.post_raw(path, body.encode(), token=token)
+                    assert_problem(response, 400, "malformed_request")
+    assert api.head() == head
+    logged = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not logged, [r.getMessage() for r in logged]
 
 
 def test_authentication(api: Api) -> None:

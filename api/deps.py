@@ -12,15 +12,27 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 
-from api.services import Services
+from api.services import STORED_INT_MAX, Services
 from domain.ledger import StaleCredentials
 from domain.principal import Principal
 
 T = TypeVar("T")
 
+# Every integer query parameter that reaches SQL is bounded here, to what the stores keep.
 MinPosition = Annotated[
     int | None,
-    QueryParameter(ge=0, required=False, description="read your own writes"),
+    QueryParameter(ge=0, le=STORED_INT_MAX, required=False, description="read your own writes"),
+]
+After = Annotated[
+    int | None, QueryParameter(ge=0, le=STORED_INT_MAX, required=False, description="a position")
+]
+AfterVersion = Annotated[
+    int | None,
+    QueryParameter(ge=0, le=STORED_INT_MAX, required=False, description="an aggregate version"),
+]
+Version = Annotated[
+    int | None,
+    QueryParameter(ge=1, le=STORED_INT_MAX, required=False, description="an aggregate version"),
 ]
 Limit = Annotated[int | None, QueryParameter(ge=1, le=1000, required=False)]
 Parent = Annotated[str | None, QueryParameter(max_length=40, required=False)]

@@ -25,6 +25,10 @@ from projections.store import Store, read_versions
 LIMIT_DEFAULT = 100
 LIMIT_MAX = 1000
 CURSOR_LENGTH_MAX = 200
+# The largest integer both stores keep (SQLite INTEGER, PostgreSQL BIGINT): every integer a
+# request sends to SQL (a position, a version) is at most this, or the driver raises
+# OverflowError, a 500 for what is bad input.
+STORED_INT_MAX = 2**63 - 1
 
 
 @dataclass
@@ -124,6 +128,16 @@ def decode_cursor(cursor: str | None) -> str | None:
         return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidInput.field("cursor", "not a cursor this API returned") from None
+
+
+def decode_position_cursor(cursor: str | None) -> int | None:
+    """A cursor that names a position (``encode_cursor(str(position))``)."""
+    after = decode_cursor(cursor)
+    if after is None:
+        return None
+    if not (after.isascii() and after.isdigit()) or int(after) > STORED_INT_MAX:
+        raise InvalidInput.field("cursor", "not a cursor this API returned")
+    return int(after)
 
 
 def page(items: list[dict[str, Any]], limit: int, key: str) -> dict[str, Any]:

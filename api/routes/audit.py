@@ -14,7 +14,16 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 
 from api.audit import Audit
-from api.deps import CallerDep, Limit, MinPosition, PrincipalDep, ServicesDep
+from api.deps import (
+    After,
+    AfterVersion,
+    CallerDep,
+    Limit,
+    MinPosition,
+    PrincipalDep,
+    ServicesDep,
+    Version,
+)
 from api.services import page_limit, parse_time
 from domain.errors import NotFound
 from domain.principal import Principal, Role
@@ -29,7 +38,6 @@ from projections.time_travel import (
 
 READERS = (Role.HQ, Role.AUDITOR)
 
-After = Annotated[int | None, QueryParameter(ge=0, required=False, description="a position")]
 KeyPath = Annotated[str, PathParameter(max_length=200)]
 
 
@@ -136,7 +144,7 @@ class AggregateController(Controller):
         caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
-        version: Annotated[int | None, QueryParameter(ge=1, required=False)] = None,
+        version: Version = None,
         as_of: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
     ) -> dict[str, Any]:
         principal = caller.principal()
@@ -155,7 +163,7 @@ class AggregateController(Controller):
         caller: CallerDep,
         services: ServicesDep,
         limit: Limit,
-        after_version: Annotated[int | None, QueryParameter(ge=0, required=False)] = None,
+        after_version: AfterVersion = None,
     ) -> dict[str, Any]:
         principal = caller.principal()
         _readers_only(principal)

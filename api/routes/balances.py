@@ -16,7 +16,7 @@ from api.deps import CallerDep, Cursor, Limit, MinPosition, PrincipalDep, Servic
 from api.money import reconciliation_report, settle_now
 from api.money_schemas import WithdrawalDecisionIn, WithdrawalIn, WithdrawalPaymentIn
 from api.routes.partners import written
-from api.services import Services, decode_cursor, encode_cursor, page_limit
+from api.services import Services, decode_position_cursor, encode_cursor, page_limit
 from domain.errors import InvalidInput, NotFound
 from domain.handlers import settlement
 from domain.ledger import UnitOfWork
@@ -104,9 +104,7 @@ class PartnerMoneyController(Controller):
         if start_at is not None and end_at is not None and end_at < start_at:
             raise InvalidInput.field("to", "the period ends before it starts")
         size = page_limit(limit)
-        after = decode_cursor(cursor)
-        if after is not None and not after.isdigit():
-            raise InvalidInput.field("cursor", "not a cursor this API returned")
+        after = decode_position_cursor(cursor)
         services.await_view("ledger", min_position)
         store = services.store
         with store.views.read() as tx:
@@ -114,9 +112,7 @@ class PartnerMoneyController(Controller):
             applied = store.engine.position("ledger", tx)
             first = 0 if start_at is None else min(applied, position_at(tx, start_at))
             last = applied if end_at is None else min(applied, position_at(tx, end_at))
-            answer = statement(
-                tx, code, first, max(first, last), None if after is None else int(after), size
-            )
+            answer = statement(tx, code, first, max(first, last), after, size)
         if answer["next"] is not None:
             answer["next"] = encode_cursor(answer["next"])
         return answer

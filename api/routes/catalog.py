@@ -14,6 +14,7 @@ from litestar.response import Stream
 from api.deps import CallerDep, ServicesDep
 from api.routes.partners import written
 from api.schemas import CodeBatchIn, ProductIn
+from api.services import STORED_INT_MAX
 from domain.batches import CodeBatch, CodeLevel
 from domain.catalog import Product, ProductSpec
 from domain.codes import CodeKind, issue_code, iter_batch_codes, iter_unit_codes
@@ -120,7 +121,7 @@ class CodeBatchController(Controller):
         batch: Annotated[str, PathParameter(max_length=64)],
         caller: CallerDep,
         services: ServicesDep,
-        start: Annotated[int, QueryParameter(ge=0, required=False)] = 0,
+        start: Annotated[int, QueryParameter(ge=0, le=STORED_INT_MAX, required=False)] = 0,
         count: Annotated[int, QueryParameter(ge=1, le=SHEET_CODES_MAX, required=False)] = 48,
     ) -> Response[str]:
         principal = caller.principal()

@@ -15,7 +15,7 @@ from uuid import UUID
 from litestar import Controller, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from api.deps import CallerDep, Limit, MinPosition, ServicesDep
+from api.deps import After, CallerDep, Limit, MinPosition, ServicesDep
 from api.loyalty_schemas import (
     AdjustmentIn,
     CampaignIn,
@@ -56,7 +56,6 @@ ExternalId = Annotated[str, PathParameter(min_length=1, max_length=100)]
 CampaignPath = Annotated[str, PathParameter(min_length=1, max_length=64)]
 PartnerQuery = Annotated[str | None, QueryParameter(max_length=40, required=False)]
 DayQuery = Annotated[date | None, QueryParameter(required=False)]
-AfterQuery = Annotated[int | None, QueryParameter(ge=0, required=False)]
 DASHBOARD_DAYS_MAX = 366
 SEED_KEY_NAME = "draw-seed-key"
 
@@ -171,7 +170,7 @@ class MemberController(Controller):
         services: ServicesDep,
         min_position: MinPosition,
         limit: Limit,
-        after: AfterQuery = None,
+        after: After = None,
     ) -> dict[str, Any]:
         principal = caller.principal()
         size = page_limit(limit)

@@ -10,7 +10,13 @@ from litestar import Controller, Response, get
 from litestar.params import PathParameter, QueryParameter
 
 from api.deps import CallerDep, Cursor, Limit, MinPosition, PrincipalDep, ServicesDep
-from api.services import Services, decode_cursor, encode_cursor, page_limit, parse_time
+from api.services import (
+    Services,
+    decode_position_cursor,
+    encode_cursor,
+    page_limit,
+    parse_time,
+)
 from domain.codes import CodeKind
 from domain.errors import InvalidInput, NotAllowed, NotFound
 from domain.principal import Principal, Role
@@ -239,13 +245,11 @@ class AlertController(Controller):
         if kind is not None and kind not in ALERT_KINDS:
             raise InvalidInput.field("kind", f"one of {', '.join(ALERT_KINDS)}")
         size = page_limit(limit)
-        after = decode_cursor(cursor)
-        if after is not None and not after.isdigit():
-            raise InvalidInput.field("cursor", "not a cursor this API returned")
+        after = decode_position_cursor(cursor)
         services.await_view("alerts", min_position)
         dealer = None if principal.sees_everything else principal.partner
         with services.store.views.read() as tx:
-            items = list_alerts(tx, dealer, kind, None if after is None else int(after), size)
+            items = list_alerts(tx, dealer, kind, after, size)
         next_cursor = encode_cursor(str(items[-1]["position"])) if len(items) == size else None
         return {"items": items, "next": next_cursor}
 

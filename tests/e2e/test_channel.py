@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -155,6 +157,52 @@ def test_a_body_nested_too_deeply_is_malformed_not_a_server_error(
     assert api.head() == head
     logged = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert not logged, [r.getMessage() for r in logged]
+
+
+STORED_INT_MAX = 2**63 - 1  # SQLite INTEGER, PostgreSQL BIGINT
+PATH_VALUES = {"type_name": "Partner", "key": "HQ", "code": "HQ", "partner": "HQ"}
+
+
+def integer_query_parameters(api: Api) -> list[tuple[str, str]]:
+    """(concrete path, name) of every integer query parameter of every GET route."""
+    document = api.http.get("/schema/openapi.json").json()
+    found = []
+    for template, operations in document["paths"].items():
+        path = re.sub(r"\{([^}]+)\}", lambda m: PATH_VALUES.get(m.group(1), "X"), template)
+        for parameter in operations.get("get", {}).get("parameters", []):
+            schema = parameter.get("schema", {})
+            types = {schema.get("type")} | {s.get("type") for s in schema.get("oneOf", [])}
+            if parameter["in"] == "query" and "integer" in types:
+                found.append((path, parameter["name"]))
+    return found
+
+
+def test_an_integer_past_what_the_stores_keep_is_a_400_naming_the_parameter(api: Api) -> None:
+    """2**63 and more used to reach SQL (OverflowError: a 500) in after, after_version..."""
+    checked = integer_query_parameters(api)
+    names = {name for _, name in checked}
+    assert {"after", "after_version", "version", "min_position", "limit"} <= names, names
+    probe = [
+        ("/v1/events", "after"),
+        ("/v1/audit/reads", "after"),
+        ("/v1/members/m1/points", "after"),
+        ("/v1/aggregates/Partner/HQ/events", "after_version"),
+    ]
+    for path, name in probe + checked:
+        for value in (2**63, 99999999999999999999999999):
+            response = api.get(path, fresh=False, **{name: value})
+            problem = assert_problem(response, 400, "validation_failed")
+            assert [e["field"] for e in problem["errors"]] == [name], (path, problem)
+    for path, name in probe:  # the largest value the stores keep is still a value
+        assert api.get(path, fresh=False, **{name: STORED_INT_MAX}).status_code < 500, path
+
+
+def test_a_position_cursor_past_what_the_stores_keep_is_refused(api: Api) -> None:
+    for path in ("/v1/alerts", "/v1/partners/HQ/statement"):
+        for text in (str(2**63), "9" * 40, "\u00b2"):  # "²".isdigit(), yet not int("²")
+            cursor = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+            problem = assert_problem(api.get(path, fresh=False, cursor=cursor), 422)
+            assert [e["field"] for e in problem["errors"]] == ["cursor"], (path, problem)
 
 
 def test_authentication(api: Api) -> None:

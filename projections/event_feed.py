@@ -68,9 +68,23 @@ def feed_item(
     }
 
 
-def feed_page(recorder: Any, mapper: Any, views_tx: Tx, after: int, limit: int) -> dict[str, Any]:
+def feed_page(
+    recorder: Any, mapper: Any, views_tx: Tx, chained: int, after: int, limit: int
+) -> dict[str, Any]:
+    """The events after ``after`` that the chain has hashed (``chained``: the position the
+    chain read model has applied, read in ``views_tx``), at most ``limit``.
+
+    The page ends at the chain's head: the chain trails the log, and an event served
+    before it is chained would go out with a null hash, and a client that polls the feed
+    would never see that event again with its hash. ``next`` is the ``after`` of the next
+    page whenever the log holds more past this page (a full page, or one the chain's head
+    cut short); null when the page is empty or reaches the log's head. An event at or
+    below the head that the chain has no hash for was never seen by it (written behind
+    the ledger's back): it is shown, its null hash the evidence (``siyu verify`` names it).
+    """
     notifications = recorder.select_notifications(after, limit, inclusive_of_start=False)
-    hashes = chain_hashes(views_tx, [n.id for n in notifications])
-    items = [feed_item(mapper, n.id, n, hashes.get(n.id)) for n in notifications]
-    next_after = notifications[-1].id if len(notifications) == limit else None
-    return {"items": items, "next": next_after}
+    served = [n for n in notifications if n.id <= chained]
+    hashes = chain_hashes(views_tx, [n.id for n in served])
+    items = [feed_item(mapper, n.id, n, hashes.get(n.id)) for n in served]
+    more = len(notifications) == limit or len(served) < len(notifications)
+    return {"items": items, "next": served[-1].id if served and more else None}

@@ -27,7 +27,7 @@ from api.deps import (
 from api.services import page_limit, parse_time
 from domain.errors import NotFound
 from domain.principal import Principal, Role
-from projections.chain import latest_checkpoint, sign_head
+from projections.chain import HashChain, latest_checkpoint, sign_head
 from projections.event_feed import feed_page
 from projections.time_travel import (
     EVENTS_PER_PAGE_MAX,
@@ -37,6 +37,7 @@ from projections.time_travel import (
 )
 
 READERS = (Role.HQ, Role.AUDITOR)
+CHAIN_VIEW = HashChain.name
 
 KeyPath = Annotated[str, PathParameter(max_length=200)]
 
@@ -122,14 +123,24 @@ class EventFeedController(Controller):
 
     @get("/", sync_to_thread=True, summary="Every event in position order (masked)")
     def feed(
-        self, caller: CallerDep, services: ServicesDep, limit: Limit, after: After = None
+        self,
+        caller: CallerDep,
+        services: ServicesDep,
+        min_position: MinPosition,
+        limit: Limit,
+        after: After = None,
     ) -> dict[str, Any]:
+        """Answered from the chain read model (each event's hash): it waits for
+        ``min_position`` there, and serves only the events the chain has hashed."""
         principal = caller.principal()
         _readers_only(principal)
         size = page_limit(limit)
+        services.await_view(CHAIN_VIEW, min_position)
         store = services.store
         with store.views.read() as tx:
-            return feed_page(store.ledger.recorder, store.ledger.mapper, tx, after or 0, size)
+            chained = store.engine.position(CHAIN_VIEW, tx)
+            recorder, mapper = store.ledger.recorder, store.ledger.mapper
+            return feed_page(recorder, mapper, tx, chained, after or 0, size)
 
 
 class AggregateController(Controller):

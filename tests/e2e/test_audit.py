@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from projections.database import parse_database_url
 from projections.store import Store
-from tests.e2e.client import Api, running_api
+from tests.e2e.client import Api, dealer, running_api
 from tests.e2e.flows import Channel, build_channel, consumer, outer
 from tests.e2e.test_cli import CLEAN_EXIT, bearer, cli_env, run_cli, serving
 
@@ -573,3 +573,81 @@ def test_a_server_told_not_to_verify_at_start_waits_one_interval(database_url: s
             time.sleep(0.1)
             status = api.get("/v1/audit/verify", fresh=False).json()
         assert status["ok"] is True and status["checked"] == api.head(), status
+
+
+HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def feed(api: Api, token: str, **params: Any) -> httpx.Response:
+    return api.get("/v1/events", token=token, fresh=False, **params)
+
+
+def test_the_feed_serves_each_event_once_with_its_hash_and_waits_for_the_chain(
+    database_url: str,
+) -> None:
+    """The feed reads the log but takes each hash from the chain read model, which trails
+    it: the page ends at the chain's head (never a null hash), and ``min_position`` waits
+    for the chain (at most 5 s, then 503). The engine is not started here, so the chain
+    moves only when the test says so."""
+    with running_api(database_url, projections_inline=False) as api:
+        assert api.store is not None
+        engine = api.store.engine
+        engine.catch_up()
+        auditor = api.token("HQ", "auditor")
+        written = [api.post("/v1/partners", dealer(f"D{i}")) for i in range(6)]
+        assert {r.status_code for r in written} == {201}
+        positions = [r.json()["position"] for r in written]
+        p = positions[0]
+
+        # not chained yet: nothing served after p - 1, and a wait for p times out
+        page = feed(api, auditor, after=p - 1, limit=10).json()
+        assert page == {"items": [], "next": None}
+        started = time.monotonic()
+        late = feed(api, auditor, after=p - 1, limit=10, min_position=p)
+        assert late.status_code == 503, late.text
+        assert late.headers["content-type"].startswith("application/problem+json")
+        assert late.json()["code"] == "not_caught_up"
+        assert time.monotonic() - started >= 4.5
+
+        # the chain catches up to p while a read for p waits: it answers then
+        with ThreadPoolExecutor(1) as pool:
+            chaining = pool.submit(lambda: (time.sleep(0.5), engine.catch_up(until=p)))
+            waited = feed(api, auditor, after=p - 1, limit=10, min_position=p)
+            chaining.result()
+        assert waited.status_code == 200, waited.text
+        items = waited.json()["items"]
+        assert [i["position"] for i in items] == [p], "the page ends at the chain's head"
+        assert HASH.fullmatch(items[0]["hash"])
+        assert waited.json()["next"] == p, "the log holds more: go on from p"
+
+        # a client polling from p sees every later event once, with its hash
+        seen = [p]
+        after = p
+        engine.catch_up(until=positions[3])
+        for _ in range(10):
+            page = feed(api, auditor, after=after, limit=2).json()
+            assert all(HASH.fullmatch(i["hash"] or "") for i in page["items"]), page
+            seen += [i["position"] for i in page["items"]]
+            after = seen[-1]
+            if page["next"] is None:
+                if after == positions[3]:
+                    engine.catch_up()  # the rest is chained now
+                elif after == api.head():
+                    break
+        assert seen == list(range(p, api.head() + 1))
+        assert feed(api, auditor, after=0, limit=1000, min_position=api.head()).status_code == 200
+
+
+def test_a_feed_read_for_a_fresh_write_has_it_hashed(database_url: str) -> None:
+    """The acceptance probe: a write, then the feed from its position with min_position."""
+    with running_api(database_url) as api:
+        auditor = api.token("HQ", "auditor")
+        for i in range(20):
+            response = api.post("/v1/partners", dealer(f"D{i}"))
+            assert response.status_code == 201, response.text
+            p = response.json()["position"]
+            page = feed(api, auditor, after=p - 1, limit=10, min_position=p)
+            assert page.status_code == 200, page.text
+            items = page.json()["items"]
+            assert items and items[0]["position"] == p, items
+            assert all(HASH.fullmatch(i["hash"] or "") for i in items), items

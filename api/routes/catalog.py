@@ -111,7 +111,7 @@ class CodeBatchController(Controller):
         rows = _csv_rows(services, found)
         return Stream(
             rows,
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",  # Litestar adds "; charset=utf-8" to a text/* type
             headers={"Content-Disposition": f'attachment; filename="{found.batch_id}.csv"'},
         )
 

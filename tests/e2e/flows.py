@@ -75,7 +75,7 @@ def build_channel(api: Api, units: int = 6, cases: int = 2) -> Channel:
 def rows(api: Api, batch: str) -> list[dict[str, str]]:
     response = api.get(f"/v1/code-batches/{batch}/codes")
     assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["content-type"] == "text/csv; charset=utf-8", response.headers
     return list(csv.DictReader(io.StringIO(response.text)))
 
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import msgspec
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 
@@ -40,7 +39,6 @@ from domain.principal import HQ_CODE, Principal, Role
 from domain.requests import ClientRequest
 from domain.splits import Fulfilment
 
-_answer_encoder = msgspec.json.Encoder()  # as Ledger encodes a request's answer
 CHUNK_EVENTS = 4000
 UNITS_PER_LOT = 48  # a case of 24 and 24 loose units
 SCANNED_PER_LOT = 40
@@ -129,10 +127,7 @@ class BulkLedger:
         self.pending = 0
 
     def _record(self, key: RequestKey, answer: dict[str, Any], uow: UnitOfWork) -> ClientRequest:
-        return ClientRequest.record(
-            key.scope, key.kind, key.client_id, key.fingerprint,
-            _answer_encoder.encode(answer).decode(), uow.clock(),
-        )  # fmt: skip
+        return key.record(answer, uow.clock())
 
     def execute(
         self,

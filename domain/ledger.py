@@ -27,6 +27,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
@@ -44,7 +46,13 @@ from domain.errors import Conflict, IdempotencyMismatch, NotFound
 from domain.group_commit import GroupCommitter
 from domain.identity import partner_id, request_id
 from domain.principal import HQ_CODE
-from domain.requests import ClientRequest, fingerprint
+from domain.requests import (
+    PRINT_SCHEME,
+    ClientRequest,
+    ContentPath,
+    legacy_print,
+    request_prints,
+)
 from domain.topics import load_stored_types
 
 ATTEMPTS_MAX = 16
@@ -86,16 +94,61 @@ _answer_decoder = msgspec.json.Decoder()
 
 @dataclass(frozen=True)
 class RequestKey:
-    """Identifies one client request: ``scope`` is the caller's or ``global`` (natural keys)."""
+    """Identifies one client request: ``scope`` is the caller's or ``global`` (natural keys).
+
+    ``personal``: where the content holds personal data (a phone, exact coordinates, a
+    name); ``subject``: the member whose key seals their digest (domain.requests). The
+    record's fingerprint covers the rest only."""
 
     scope: str
     kind: str
     client_id: str
     content: Any
+    personal: tuple[ContentPath, ...] = ()
+    subject: str | None = None
+
+    def __post_init__(self) -> None:
+        assert self.subject is not None or not self.personal, "personal data has a subject"
+
+    @cached_property
+    def _prints(self) -> tuple[str, str | None]:
+        return request_prints(self.kind, self.content, self.personal)
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint({"kind": self.kind, "content": self.content})
+        """The fingerprint of the content's public part (``2:...``)."""
+        return self._prints[0]
+
+    @property
+    def personal_print(self) -> str | None:
+        """The digest of the personal values (None: the content holds none)."""
+        return self._prints[1]
+
+    def matches(self, record: ClientRequest) -> bool:
+        """Whether ``record`` was made for this very content. A legacy record (its hash
+        of the whole content, no scheme) is compared by that hash; a newer one by its
+        public part and, while it can still be read, its personal part: once the member
+        is forgotten it reads as None, and the public part alone decides."""
+        stored = record.fingerprint
+        if not stored.startswith(PRINT_SCHEME):
+            return stored == legacy_print(self.kind, self.content)
+        if stored != self.fingerprint:
+            return False
+        sealed = record.personal_print
+        return sealed is None or sealed == self.personal_print
+
+    def record(self, answer: dict[str, Any], at: datetime) -> ClientRequest:
+        """The record of this request with its answer."""
+        return ClientRequest.record(
+            self.scope,
+            self.kind,
+            self.client_id,
+            self.fingerprint,
+            _answer_encoder.encode(answer).decode(),
+            at,
+            personal_print=self.personal_print,
+            member_id=self.subject,
+        )
 
     @property
     def record_id(self) -> UUID:
@@ -378,11 +431,11 @@ class Ledger(Application[UUID]):
             self._first_reads(uow, [key.record_id, *preload])
             record = uow.find(ClientRequest, key.record_id)
             own_repeat = record is not None and key.scope != GLOBAL_SCOPE
-            if own_repeat and record is not None and record.fingerprint == key.fingerprint:
+            if own_repeat and record is not None and key.matches(record):
                 return self._repeat(record)  # the caller's own id: no need to re-authorize
             authorize(uow)
             if record is not None:
-                if record.fingerprint != key.fingerprint:
+                if not key.matches(record):
                     raise IdempotencyMismatch(
                         f"{key.kind} {key.client_id!r} was used with other content"
                     )
@@ -421,7 +474,7 @@ class Ledger(Application[UUID]):
             self._first_reads(uow, [*(k.record_id for k in keys), *preload])
             records = [uow.find(ClientRequest, k.record_id) for k in keys]
             for k, r in zip(keys, records, strict=True):
-                if r is not None and r.fingerprint != k.fingerprint:
+                if r is not None and not k.matches(r):
                     raise IdempotencyMismatch(
                         f"{k.kind} {k.client_id!r} was used with other content"
                     )
@@ -461,17 +514,7 @@ class Ledger(Application[UUID]):
         shared with concurrent commands: group commit); the position of the last event.
         ``first_attempt``: see ``commit_events``."""
         at = uow.clock()
-        records = [
-            ClientRequest.record(
-                k.scope,
-                k.kind,
-                k.client_id,
-                k.fingerprint,
-                _answer_encoder.encode(answer).decode(),
-                at,
-            )
-            for k, answer in items
-        ]
+        records = [k.record(answer, at) for k, answer in items]
         changed = uow.changed()
         carry_forward_where_due(changed, uow.now)
         events = [e for aggregate in [*changed, *records] for e in aggregate.collect_events()]

@@ -191,7 +191,12 @@ def update_contact(
     if name is not None and not 1 <= len(name) <= NAME_LENGTH_MAX:
         raise InvalidInput.field("name", f"1 to {NAME_LENGTH_MAX} characters")
     key = RequestKey(
-        by.scope_key, "member-contact", change_id, {"member": external_id, "n": name, "p": phone}
+        by.scope_key,
+        "member-contact",
+        change_id,
+        {"member": external_id, "n": name, "p": phone},
+        personal=(("n",), ("p",)),  # sealed with the member's key in the record
+        subject=str(member_uuid(ledger, external_id)),
     )
 
     def authorize(_uow: UnitOfWork) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from domain.catalog import Product
@@ -38,6 +38,7 @@ from domain.orders import (
 from domain.point_rules import POINT_RULES_ID
 from domain.policies import PolicySchedule, schedule_id
 from domain.principal import HQ_CODE, Principal, Role
+from domain.requests import ContentPath
 from domain.splits import Fulfilment, SplitPolicy, default_policy, with_distributor_rate
 from domain.tasks import TASK_BOARD_ID
 from domain.tiers import TIER_POLICY_ID
@@ -81,6 +82,9 @@ class OrderRequest:
                 raise InvalidInput.field(f"lines[{i}].unit_price", f"0 to {UNIT_PRICE_FEN_MAX} fen")
         if (self.lat is None) != (self.lng is None):
             raise InvalidInput.field("location", "both lat and lng")
+
+    # the exact location: sealed with the member's key in the record
+    PERSONAL: ClassVar[tuple[ContentPath, ...]] = (("location", 0), ("location", 1))
 
     def content(self) -> dict[str, Any]:
         return {
@@ -141,7 +145,8 @@ def policy_in_force(uow: UnitOfWork, fulfilment: Fulfilment) -> SplitPolicy:
 def place_order(
     ledger: Ledger, by: Principal, req: OrderRequest, find_stores: StoreFinder
 ) -> Outcome:
-    key = RequestKey(GLOBAL_SCOPE, "order", req.order_id, req.content())
+    member = keyed_id("member", ledger.member_id_key, req.member)
+    key = RequestKey(GLOBAL_SCOPE, "order", req.order_id, req.content(), req.PERSONAL, str(member))
     nearby = (
         None if req.lat is None or req.lng is None else neighbourhood(req.lat, req.lng, "order")
     )
@@ -190,7 +195,7 @@ def place_order(
 
     reads = [
         order_key(req.order_id),
-        keyed_id("member", ledger.member_id_key, req.member),
+        member,
         schedule_id(req.fulfilment),
         LEVEL_POLICY_ID,
     ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from domain.alerts import Alert, AlertKind, TravelRule
@@ -19,6 +19,7 @@ from domain.members import Member, validate_external_id, validate_phone
 from domain.point_rules import POINT_RULES_ID
 from domain.principal import Principal, Role
 from domain.region import code_within, gcj02_to_wgs84, is_region_code, region_of
+from domain.requests import ContentPath
 from domain.tasks import TASK_BOARD_ID
 from domain.tiers import TIER_POLICY_ID
 from domain.units import Case, Unit, event_ref
@@ -58,6 +59,9 @@ class ScanRequest:
             "region_code": self.region_code,
         }
 
+    # the phone and the exact coordinates: sealed with the member's key in the record
+    PERSONAL: ClassVar[tuple[ContentPath, ...]] = (("phone",), ("location", 0), ("location", 1))
+
     def fix(self) -> tuple[float, float] | None:
         """The scan's WGS-84 coordinates (GCJ-02 input normalised to one datum)."""
         if self.lat is None or self.lng is None:
@@ -87,7 +91,8 @@ def scan(
     ledger: Ledger, by: Principal, req: ScanRequest, rules: ScanRules = ScanRules()
 ) -> Outcome:
     by.require(Role.GATEWAY, Role.HQ)
-    key = RequestKey(by.scope_key, "scan", req.scan_id, req.content())
+    member = keyed_id("member", ledger.member_id_key, req.external_id)
+    key = RequestKey(by.scope_key, "scan", req.scan_id, req.content(), req.PERSONAL, str(member))
 
     parsed = ledger.codebook.parse_with_gtin(req.code)  # once: each is an HMAC or two
     outer = None if parsed is None else _outer_serial(ledger, parsed[0])
@@ -127,7 +132,7 @@ def scan(
             return _outer_scan(uow, ctx, unit, rules)
         return _consumer_scan(uow, ctx, unit, product, rules)
 
-    reads = _reads_of(ledger, req, parsed, outer)
+    reads = _reads_of(member, parsed, outer, req.referrer)
     if nearby is not None and reads:  # the partners the last scan near here went on to read
         reads += ledger.hinted(nearby)
     return ledger.execute(key, decide, preload=reads)
@@ -142,21 +147,21 @@ def _outer_serial(ledger: Ledger, code: ParsedCode) -> str | None:
 
 
 def _reads_of(
-    ledger: Ledger,
-    req: ScanRequest,
+    member: UUID,
     parsed: tuple[ParsedCode, str | None] | None,
     outer: str | None,
+    referrer: str | None,
 ) -> list[UUID]:
-    """What a scan of ``req.code`` reads first: its unit, the referrer, the member, the
+    """What a scan of ``parsed`` reads first: its unit, the referrer, the ``member``, the
     loyalty policies (each otherwise its own query)."""
     if parsed is None or outer is None:
         return []
     reads = [unit_id(outer)]
-    if req.referrer is not None:
-        reads.append(partner_id(req.referrer))
+    if referrer is not None:
+        reads.append(partner_id(referrer))
     if parsed[0].kind is not CodeKind.UNIT_OUTER:
         reads += [
-            keyed_id("member", ledger.member_id_key, req.external_id),
+            member,
             TIER_POLICY_ID,
             POINT_RULES_ID,
             TASK_BOARD_ID,

@@ -224,6 +224,10 @@ def _pack(uow: UnitOfWork, by: Principal, m: Movement, codes: Codes) -> None:
         _require_holder(by, unit)
         if unit.state is not UnitState.IN_STOCK or unit.owner != case.owner:
             raise BusinessRuleBroken(f"{text} is not in stock with the case", code="not_in_stock")
+        if unit.sku != case.sku:  # the case's GTIN names its product: what it holds
+            raise BusinessRuleBroken(
+                f"{text} is {unit.sku}; the case holds {case.sku}", code="other_sku"
+            )
         units.append(unit)
     serials = tuple(u.serial for u in units)
     case.trigger_event(Case.Packed, timestamp=uow.now, units=serials, by=by.scope_key)

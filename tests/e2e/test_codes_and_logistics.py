@@ -168,6 +168,32 @@ def test_case_moves_its_units_and_sale_leaves_the_case(ch: Channel) -> None:
     assert ch.move("S-SH", "sell", [outer(ch, 2)]).status_code == 200
 
 
+def test_a_case_holds_units_of_its_own_product_only(ch: Channel) -> None:
+    """A case carries its product's case GTIN: packing another product's units into it
+    would make the label and the contents disagree."""
+    other = {
+        "sku": "OTHER-1",
+        "gtin": "06901234567809",
+        "name": "o",
+        "price": 1,
+        "points_per_scan": 1,
+    }
+    assert ch.api.post("/v1/products", other).status_code == 201
+    batch = {"batch_id": "B-OTHER", "sku": "OTHER-1", "count": 2, "level": "unit"}
+    assert ch.api.post("/v1/code-batches", batch).status_code == 201
+    strangers = [r["code"] for r in rows(ch.api, "B-OTHER")]
+    ours = [outer(ch, 0), outer(ch, 1)]
+    case = ch.cases[0]
+    assert ch.move("factory", "commission", strangers + ours + [case]).status_code == 200
+    head = ch.api.head()
+    mixed = assert_problem(
+        ch.move("factory", "pack", [ours[0], strangers[0]], parent=case), 422, "batch_refused"
+    )
+    assert mixed["refused"][0]["code"] == "other_sku", mixed
+    assert ch.api.head() == head, "nothing packed"
+    assert ch.move("factory", "pack", ours, parent=case).status_code == 200
+
+
 def test_a_packed_unit_is_refused_for_permission_before_state(ch: Channel) -> None:
     """Shipping or receiving a packed unit: one who neither holds it (its case) nor is its
     case's destination gets 403, never the 422 ``packed`` that names the case; a holder

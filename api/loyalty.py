@@ -23,6 +23,7 @@ from domain.ledger import UnitOfWork
 from domain.points import expire_points
 from domain.tiers import current_tiers, evaluate_tiers
 from projections.members_view import members_due_for_evaluation, members_with_lots_due
+from projections.statements import parse_period_bound
 from projections.store import Store
 
 log = logging.getLogger("siyu.loyalty")
@@ -54,33 +55,33 @@ def settle_loyalty(store: Store, now: datetime | None = None) -> dict[str, int]:
     return {"lots_expired": lots, "tiers_downgraded": downgraded}
 
 
-def ahead_of_the_clock(command: str, now: datetime | None, allowed: bool) -> str | None:
-    """Why ``--now`` may not be used, or None. A time later than the clock would close
-    return windows or expire lots early, and its events, dated ahead, would make every
-    later event read as of that time (the log's times never go back): only for tests,
-    with ``--allow-future``."""
-    if now is None or allowed or now <= datetime.now(UTC):
-        return None
-    return (
-        f"siyu {command}: --now {now.isoformat()} is later than the clock; it would act "
-        "ahead of time and date the log ahead (--allow-future: tests only)\n"
-    )
+def open_store_as_of(command: str, args: argparse.Namespace, settings: Settings) -> Store:
+    """The store for ``settle`` and ``expire-points``: on the clock, or as of ``--now``.
+
+    A ``--now`` later than the clock would close return windows or expire lots early, and
+    its events, dated ahead, would make every later event read as of that time (the log's
+    times never go back): refused unless ``--allow-future`` (tests). A refusal is one line
+    on stderr and exit 2."""
+    if args.now is None:
+        return settings.open_store()
+    try:
+        now = parse_period_bound(args.now, "now")
+    except DomainError as e:
+        sys.stderr.write(f"siyu {command}: {e.detail}\n")
+        raise SystemExit(2) from e
+    if now is None:
+        return settings.open_store()
+    if now > datetime.now(UTC) and not args.allow_future:
+        sys.stderr.write(
+            f"siyu {command}: --now {now.isoformat()} is later than the clock; it would act "
+            "ahead of time and date the log ahead (--allow-future: tests only)\n"
+        )
+        raise SystemExit(2)
+    return settings.open_store(clock=FixedClock(now))
 
 
 def cmd_expire_points(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        now = None if args.now is None else datetime.fromisoformat(args.now)
-    except ValueError:
-        sys.stderr.write(f"siyu expire-points: --now {args.now!r} is not an RFC 3339 time\n")
-        return 2
-    if now is not None and now.tzinfo is None:
-        sys.stderr.write("siyu expire-points: --now needs an offset (e.g. +08:00)\n")
-        return 2
-    refusal = ahead_of_the_clock("expire-points", now, args.allow_future)
-    if refusal is not None:
-        sys.stderr.write(refusal)
-        return 2
-    store = settings.open_store() if now is None else settings.open_store(clock=FixedClock(now))
+    store = open_store_as_of("expire-points", args, settings)
     try:
         store.engine.catch_up()
         report = settle_loyalty(store)

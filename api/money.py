@@ -14,10 +14,9 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from api.loyalty import ahead_of_the_clock, settle_loyalty
+from api.loyalty import open_store_as_of, settle_loyalty
 from api.problems import ServiceUnavailable
 from api.settings import Settings
-from domain.clock import FixedClock
 from domain.errors import DomainError
 from domain.handlers.orders import STORE_CANDIDATES_MAX, StoreFinder
 from domain.handlers.settlement import DueOrders, SettlementReport, settle_due
@@ -150,16 +149,7 @@ class SettlementTask:
 
 
 def cmd_settle(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        now = None if args.now is None else parse_period_bound(args.now, "now")
-    except DomainError as e:
-        sys.stderr.write(f"siyu settle: {e.detail}\n")
-        return 2
-    refusal = ahead_of_the_clock("settle", now, args.allow_future)
-    if refusal is not None:
-        sys.stderr.write(refusal)
-        return 2
-    store = settings.open_store() if now is None else settings.open_store(clock=FixedClock(now))
+    store = open_store_as_of("settle", args, settings)
     try:
         store.engine.catch_up()
         report = settle_due(store.ledger, hq_admin(), due_orders_of(store))

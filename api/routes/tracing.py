@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -149,50 +150,26 @@ def _epcis_steps(services: Services, unit: EpcisUnit, trace: dict[str, Any]) -> 
     for item in history:
         at = datetime.fromisoformat(item["at"])
         action, partner, position = item["action"], item["partner"] or "", item["position"]
+        here = EpcisStep(at, position, action, partner)  # the step; replace() adds the rest
         if own and "units" in item:  # the case's pack or unpack
-            steps.append(
-                EpcisStep(
-                    at,
-                    position,
-                    action,
-                    partner,
-                    container=unit.code,
-                    container_url=unit.url,
-                    units=urls(item["units"]),
-                )
-            )
+            units = urls(item["units"])
+            steps.append(replace(here, container=unit.code, container_url=unit.url, units=units))
             continue
         if own and action == "sell":  # a unit sold out of the case left it
+            units = urls([item["unit"]])
             steps.append(
-                EpcisStep(
-                    at,
-                    position,
-                    "unpack",
-                    partner,
-                    container=unit.code,
-                    container_url=unit.url,
-                    units=urls([item["unit"]]),
+                replace(
+                    here, action="unpack", container=unit.code, container_url=unit.url, units=units
                 )
             )
             continue
         container = item.get("via") or item.get("parent")
         if action == "sell" and item.get("left_case"):
-            steps.append(
-                EpcisStep(
-                    at,
-                    position,
-                    "unpack",
-                    partner,
-                    container=item["left_case"],
-                    container_url=url(item["left_case"]),
-                )
-            )
+            case = item["left_case"]
+            steps.append(replace(here, action="unpack", container=case, container_url=url(case)))
         steps.append(
-            EpcisStep(
-                at,
-                position,
-                action,
-                partner,
+            replace(
+                here,
                 to=item.get("to"),
                 container=container,
                 container_url=url(container),

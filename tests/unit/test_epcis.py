@@ -464,21 +464,15 @@ def test_shipping_of_the_case_names_the_case() -> None:
 CASE_UNIT = EpcisUnit(code=CASE, gtin=CASE_GTIN, sku="MOONCAKE-6", url=CASE_URL)
 
 
-def own(when: datetime, position: int, action: str, partner: str, **more: Any) -> EpcisStep:
-    """A step of the case's own trace: it is the container of its pack and unpack."""
-    return EpcisStep(
-        when, position, action, partner, container=CASE, container_url=CASE_URL, **more
-    )
-
-
 def case_history() -> list[EpcisStep]:
+    """The case's own trace: it is the container of its pack and unpack."""
     return [
         EpcisStep(at(1, 8), 100, "commission", "F-SZ"),
-        own(at(1, 9), 103, "pack", "F-SZ", units=(URL_A, URL_B)),
+        in_case(at(1, 9), 103, "pack", "F-SZ", units=(URL_A, URL_B)),
         EpcisStep(at(1, 15), 110, "ship", "F-SZ", to="HQ"),
         EpcisStep(at(2, 10), 120, "receive", "HQ"),
-        own(at(4, 15), 142, "unpack", "HQ", units=(URL_A,)),
-        own(at(5, 9), 151, "unpack", "HQ", units=(URL_B,)),  # (sold out of the case)
+        in_case(at(4, 15), 142, "unpack", "HQ", units=(URL_A,)),
+        in_case(at(5, 9), 151, "unpack", "HQ", units=(URL_B,)),  # (sold out of the case)
     ]
 
 

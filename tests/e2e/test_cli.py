@@ -268,9 +268,11 @@ def test_demo_loads_and_if_empty_leaves_a_loaded_store_alone(
 
 
 def test_project_once_then_replay_equal_and_a_damaged_view_differs(
-    database_url: str, workdir: Path
+    database_url: str, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from api.demo import load_demo
+
+    monkeypatch.chdir(workdir)  # the demo's tokens go under ./var, not into the checkout
 
     store = Store.open(database_url)
     try:
@@ -309,8 +311,12 @@ def test_project_once_then_replay_equal_and_a_damaged_view_differs(
     assert re.search(r"^partners\s+DIFFERENT\b", damaged.stdout, re.M), damaged.stdout
 
 
-def test_project_and_replay_over_two_worker_processes(database_url: str, workdir: Path) -> None:
+def test_project_and_replay_over_two_worker_processes(
+    database_url: str, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from api.demo import load_demo
+
+    monkeypatch.chdir(workdir)  # the demo's tokens go under ./var, not into the checkout
 
     store = Store.open(database_url)
     try:

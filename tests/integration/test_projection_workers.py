@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,8 @@ from projections.workers import followed, worker_groups, worker_share
 
 
 @pytest.fixture
-def demo(store: Store) -> Store:
+def demo(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    monkeypatch.chdir(tmp_path)  # its tokens file goes under ./var, not into the checkout
     load_demo(store)  # events; the live views are not used here
     return store
 

@@ -173,12 +173,16 @@ class AggregateController(Controller):
         key: KeyPath,
         caller: CallerDep,
         services: ServicesDep,
+        min_position: MinPosition,
         limit: Limit,
         after_version: AfterVersion = None,
     ) -> dict[str, Any]:
+        """Each event's hash is the chain read model's: ``min_position`` waits for it (an
+        event the chain has not reached yet shows a null hash)."""
         principal = caller.principal()
         _readers_only(principal)
         size = min(page_limit(limit), EVENTS_PER_PAGE_MAX)
+        services.await_view(CHAIN_VIEW, min_position)
         store = services.store
         with store.views.read() as tx:
             return aggregate_events(store, tx, type_name, key, after_version or 0, size)

@@ -639,13 +639,21 @@ def test_the_feed_serves_each_event_once_with_its_hash_and_waits_for_the_chain(
 
 
 def test_a_feed_read_for_a_fresh_write_has_it_hashed(database_url: str) -> None:
-    """The acceptance probe: a write, then the feed from its position with min_position."""
+    """The acceptance probe: a write, then the aggregate's stream and the feed from its
+    position with min_position: every event hashed."""
     with running_api(database_url) as api:
         auditor = api.token("HQ", "auditor")
         for i in range(20):
             response = api.post("/v1/partners", dealer(f"D{i}"))
             assert response.status_code == 201, response.text
             p = response.json()["position"]
+            stream = api.get(
+                f"/v1/aggregates/Partner/D{i}/events", token=auditor, fresh=False, min_position=p
+            )
+            assert stream.status_code == 200, stream.text
+            registered = stream.json()["items"]  # (p is its request's record, after it)
+            assert len(registered) == 1 and registered[0]["position"] < p, registered
+            assert HASH.fullmatch(registered[0]["hash"] or ""), registered
             page = feed(api, auditor, after=p - 1, limit=10, min_position=p)
             assert page.status_code == 200, page.text
             items = page.json()["items"]

@@ -191,19 +191,20 @@ def audit_middleware(app: ASGIApp) -> ASGIApp:
 
     async def middleware(scope: Any, receive: Any, send: Any) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith("/v1/"):
+        # Only reads are logged (the read-only roles' writes are refused by the handler's
+        # caller, after the body's validation: api/deps.py).
+        logged = (
+            scope["type"] == "http"
+            and scope["method"] in READ_METHODS
+            and path.startswith(LOGGED_PREFIXES)
+        )
+        if not logged:
             await app(scope, receive, send)
             return
         state = scope["litestar_app"].state
         services, audit = state.services, state.audit
         authorization = _header(scope, b"authorization")
         method: str = scope["method"]
-        if method not in READ_METHODS:  # writes: the read-only roles are refused by the
-            await app(scope, receive, send)  # handler's caller, after the body's validation
-            return
-        if not path.startswith(LOGGED_PREFIXES):
-            await app(scope, receive, send)
-            return
 
         async def log_then_send(message: Any) -> None:
             # Queued before the answer leaves: a later read of the log (which flushes

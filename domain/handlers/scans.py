@@ -11,8 +11,8 @@ from domain.catalog import Product
 from domain.channel import Partner, PartnerKind
 from domain.codes import CodeKind, ParsedCode
 from domain.errors import BusinessRuleBroken, InvalidInput, NotFound
-from domain.handlers.members import loyalty_on_first_scan
-from domain.identity import case_id, keyed_id, neighbourhood, partner_id, product_id, unit_id
+from domain.handlers.members import loyalty_on_first_scan, member_uuid
+from domain.identity import case_id, neighbourhood, partner_id, product_id, unit_id
 from domain.ledger import Ledger, Outcome, RequestKey, UnitOfWork
 from domain.logistics import batch_of, whereabouts
 from domain.members import Member, validate_external_id, validate_phone
@@ -77,6 +77,7 @@ class ScanContext:
 
     request: ScanRequest
     by: Principal
+    member_id: UUID  # the request's external id, keyed
     fix: tuple[float, float] | None
     region: str | None
     alerts: list[str] = field(default_factory=list)
@@ -91,7 +92,7 @@ def scan(
     ledger: Ledger, by: Principal, req: ScanRequest, rules: ScanRules = ScanRules()
 ) -> Outcome:
     by.require(Role.GATEWAY, Role.HQ)
-    member = keyed_id("member", ledger.member_id_key, req.external_id)
+    member = member_uuid(ledger, req.external_id)
     key = RequestKey(by.scope_key, "scan", req.scan_id, req.content(), req.PERSONAL, str(member))
 
     parsed = ledger.codebook.parse_with_gtin(req.code)  # once: each is an HMAC or two
@@ -107,7 +108,7 @@ def scan(
         if url_gtin is not None and url_gtin != batch.gtin:
             raise NotFound("unknown or forged code", code="unknown_code")
         region = region_of(*fix) if fix is not None else req.region_code
-        ctx = ScanContext(req, by, fix, region or req.region_code)
+        ctx = ScanContext(req, by, member, fix, region or req.region_code)
         if code.kind is CodeKind.CASE:
             return _case_scan(uow, ctx, code.serial)
         assert outer is not None, "a unit's code"
@@ -247,11 +248,10 @@ def _consumer_scan(
 
 
 def _member(uow: UnitOfWork, ctx: ScanContext) -> Member:
-    member_uuid = keyed_id("member", uow.member_id_key, ctx.request.external_id)
-    member = uow.find(Member, member_uuid)
+    member = uow.find(Member, ctx.member_id)
     if member is None:
         member = Member.join(
-            member_uuid, "scan", ctx.region, ctx.request.phone, ctx.by.scope_key, uow.now
+            ctx.member_id, "scan", ctx.region, ctx.request.phone, ctx.by.scope_key, uow.now
         )
         uow.add(member)
     return member

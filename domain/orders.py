@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain.clock import SHANGHAI
 from domain.errors import BusinessRuleBroken, Conflict, InvalidInput, NotAllowed
 from domain.identity import namespace
 from domain.money import (
@@ -44,6 +45,25 @@ RECEIPTS_MAX = 1_000
 
 Instruction = tuple[str, str, int]  # (instruction id, receiver partner, amount in fen)
 LineData = tuple[str, int, int, str]  # (sku, quantity, unit price in fen, category)
+
+
+def return_window_closes(fulfilled_at: datetime, days: int) -> datetime:
+    """When a return window of ``days`` Asia/Shanghai calendar days closes for goods
+    received at ``fulfilled_at``: at 00:00 Shanghai time after the last of those days.
+
+    As the consumer-protection rule counts it (网络购买商品七日无理由退货暂行办法, art. 7:
+    the period starts the day after receipt, in natural days): goods received on local
+    date D may be returned through the end of D + ``days``, so the window closes at
+    D + ``days`` + 1, 00:00. A window of 0 days (perishables: no return window) closes
+    at receipt. The result is stored in the event that starts the window and never
+    recomputed, so events stored under an earlier rule keep the time they recorded.
+    """
+    assert fulfilled_at.tzinfo is not None, "times are timezone-aware"
+    assert days >= 0
+    if days == 0:
+        return fulfilled_at
+    received_on = fulfilled_at.astimezone(SHANGHAI).date()
+    return datetime.combine(received_on + timedelta(days=days + 1), time(), tzinfo=SHANGHAI)
 
 
 def order_key(order_id: str) -> UUID:
@@ -394,7 +414,7 @@ class Order(Aggregate):
         )
 
     def _due(self, fulfilled_at: datetime) -> datetime:
-        return fulfilled_at + timedelta(days=self.return_window_days)
+        return return_window_closes(fulfilled_at, self.return_window_days)
 
     def refund(self, refund_id: str, amount: int, by: Principal, at: datetime) -> dict[str, int]:
         """Reverse each share in proportion (cumulatively exact); returns the reversals."""

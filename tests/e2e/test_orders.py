@@ -312,12 +312,15 @@ def test_refunds_settlement_instructions_receipts_and_withdrawals(mall: Mall) ->
     mall.clock.advance(timedelta(days=30))
     assert mall.settle()["settled"] == []
     assert mall.fulfil(order_id, token=mall.tokens["S-BJ"]).status_code == 403
-    fulfilled = mall.fulfil(order_id, token=mall.tokens["S-SH"])
+    fulfilled = mall.fulfil(order_id, token=mall.tokens["S-SH"])  # 2024-07-01 10:00 Shanghai
     assert fulfilled.status_code == 200, fulfilled.text
-    mall.clock.advance(timedelta(days=7) - timedelta(seconds=1))
+    # 7 Shanghai calendar days from the day after receipt: closes 2024-07-09 00:00
+    closes = datetime.fromisoformat("2024-07-09T00:00:00+08:00")
+    assert fulfilled.json()["return_window_closes"] == closes.isoformat()
+    mall.clock.now = closes - timedelta(microseconds=1)
     mall.settle()
     assert mall.balance("R-SH")["available"] == 0
-    mall.clock.advance(timedelta(seconds=1))
+    mall.clock.now = closes
     mall.settle()  # the server's periodic task may have settled it already: same outcome
     view = mall.api.get(f"/v1/orders/{order_id}", token=mall.tokens["hq"]).json()
     assert view["status"] == "settled"
@@ -509,7 +512,8 @@ def test_balances_as_of_statements_by_day_and_scopes(mall: Mall) -> None:
     at_first = mall.balance("S-SH", as_of=(START + timedelta(hours=1)).isoformat())
     assert (at_first["pending"], at_first["available"]) == (9000, 0)
     # as of a time after the window closed, the share is available (even before settling)
-    later = (START + timedelta(days=7, seconds=1)).isoformat()
+    # (picked up 2024-06-01: the window closes at 2024-06-09 00:00 Shanghai)
+    later = "2024-06-09T00:00:00+08:00"
     assert mall.balance("S-SH", as_of=later)["available"] == 9000
     assert mall.balance("S-SH")["pending"] == 9000 + 4500
 
@@ -555,6 +559,115 @@ def test_balances_as_of_statements_by_day_and_scopes(mall: Mall) -> None:
     )
 
 
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _status(mall: Mall, order_id: str) -> str:
+    view = mall.api.get(f"/v1/orders/{order_id}", token=mall.tokens["hq"])
+    assert view.status_code == 200, view.text
+    return str(view.json()["status"])
+
+
+def test_the_return_window_counts_asia_shanghai_calendar_days(mall: Mall) -> None:  # noqa: PLR0915
+    """A 7-day window counts from the day after receipt, in Shanghai calendar days
+    (网络购买商品七日无理由退货暂行办法): received on local date D, it closes at 00:00
+    Shanghai on D + 8. Goods received at 23:30 and at 00:30 the next day close a day
+    apart (delivered, or picked up: received at payment); the share is pending until
+    that midnight and available from it, and settlement closes the window then, not a
+    moment before."""
+    beijing = {"lat": 39.9, "lng": 116.4}  # S-BJ's pickups
+    mall.clock.now = _at("2024-06-01T23:30:00+08:00")  # 15:30 UTC: June 1 in Shanghai
+    late = mall.paid_order("m-late", referrer="R-SH", fulfilment="delivery")  # S-SH, R-SH
+    fulfilled_late = mall.fulfil(late["order_id"])
+    assert fulfilled_late.status_code == 200, fulfilled_late.text
+    assert fulfilled_late.json()["return_window_closes"] == "2024-06-09T00:00:00+08:00"
+    mall.clock.now = _at("2024-06-01T23:45:00+08:00")
+    late_pickup = mall.paid_order("m-pickup", fulfilment="pickup", location=beijing)
+    assert late_pickup["store"] == "S-BJ"
+    mall.clock.now = _at("2024-06-02T00:30:00+08:00")  # 16:30 UTC: June 2 in Shanghai
+    early = mall.paid_order("m-early", fulfilment="delivery", location=PUDONG)  # S-PD alone
+    fulfilled_early = mall.fulfil(early["order_id"])
+    assert fulfilled_early.status_code == 200, fulfilled_early.text
+    assert fulfilled_early.json()["return_window_closes"] == "2024-06-10T00:00:00+08:00"
+    mall.clock.now = _at("2024-06-02T00:45:00+08:00")
+    early_pickup = mall.paid_order("m-pickup", amount=5_000, fulfilment="pickup")
+    assert early_pickup["store"] == "S-BJ"
+    closes = {
+        late["order_id"]: _at("2024-06-09T00:00:00+08:00"),
+        late_pickup["order_id"]: _at("2024-06-09T00:00:00+08:00"),
+        early["order_id"]: _at("2024-06-10T00:00:00+08:00"),
+        early_pickup["order_id"]: _at("2024-06-10T00:00:00+08:00"),
+    }
+    for order_id, at in closes.items():
+        view = mall.api.get(f"/v1/orders/{order_id}", token=mall.tokens["hq"]).json()
+        assert _at(view["return_window_closes"]) == at, view
+
+    def balances(as_of: str) -> dict[str, tuple[int, int]]:
+        found = {}
+        for partner in ("S-SH", "R-SH", "S-BJ", "S-PD"):
+            b = mall.balance(partner, as_of=as_of)
+            found[partner] = (b["pending"], b["available"])
+        return found
+
+    assert balances("2024-06-08T23:59:59.999999+08:00") == {
+        "S-SH": (9000, 0),
+        "R-SH": (1000, 0),
+        "S-BJ": (15_000, 0),
+        "S-PD": (10_000, 0),
+    }
+    assert balances("2024-06-08T16:00:00+00:00") == {  # 00:00 on June 9 in Shanghai
+        "S-SH": (0, 9000),
+        "R-SH": (0, 1000),
+        "S-BJ": (5_000, 10_000),
+        "S-PD": (10_000, 0),
+    }
+    assert balances("2024-06-09T23:59:59.999999+08:00")["S-PD"] == (10_000, 0)
+    assert balances("2024-06-10T00:00:00+08:00")["S-BJ"] == (0, 15_000)
+    assert balances("2024-06-10T00:00:00+08:00")["S-PD"] == (0, 10_000)
+
+    # settlement closes each window at its midnight (the server's own run may also settle)
+    mall.clock.now = _at("2024-06-08T23:59:59.999999+08:00")
+    mall.settle()
+    assert {_status(mall, order_id) for order_id in closes} == {"fulfilled"}
+    mall.clock.now = _at("2024-06-09T00:00:00+08:00")
+    mall.settle()
+    assert [_status(mall, order_id) for order_id in closes] == [
+        "settled",
+        "settled",
+        "fulfilled",
+        "fulfilled",
+    ]
+    mall.clock.now = _at("2024-06-09T23:59:59.999999+08:00")
+    mall.settle()
+    assert {_status(mall, early["order_id"]), _status(mall, early_pickup["order_id"])} == {
+        "fulfilled"
+    }
+    mall.clock.now = _at("2024-06-10T00:00:00+08:00")
+    mall.settle()
+    assert {_status(mall, order_id) for order_id in closes} == {"settled"}
+    assert mall.balance("S-PD")["available"] == 10_000
+
+    # a window of 0 days (perishables) closes at receipt, whatever the hour
+    no_returns = {
+        "policy_id": "DS-NO-RETURNS",
+        "fulfilment": "hq_dropship",
+        "rates_bp": SEED,
+        "rates_bp_without_distributor": {"store": 4000, "dealer": 2000, "brand": 4000},
+        "remainder_to": "brand",
+        "return_window_days": 0,
+        "effective_from": "2024-06-10T00:00:00+08:00",
+    }
+    published = mall.api.post("/v1/split-policies", no_returns, token=mall.tokens["hq"])
+    assert published.status_code == 201, published.text
+    mall.clock.now = _at("2024-06-10T23:30:00+08:00")
+    perishable = mall.paid_order("m-late")  # S-SH, with R-SH
+    received = mall.fulfil(perishable["order_id"])
+    assert received.json()["return_window_closes"] == "2024-06-10T23:30:00+08:00"
+    now = mall.balance("R-SH")
+    assert (now["pending"], now["available"]) == (0, 1000 + 1000)
+
+
 def test_cancellation_and_a_tampered_view_shows_in_reconciliation(mall: Mall) -> None:
     placed = mall.order("m-cancel", referrer="R-SH").json()
     cancel = {"cancellation_id": "c-1", "reason": "changed their mind"}
@@ -592,10 +705,11 @@ def test_settle_and_reconcile_commands(mall: Mall, database_url: str, tmp_path: 
     order = mall.paid_order("m-cli", referrer="R-SH", fulfilment="delivery")
     assert mall.fulfil(order["order_id"]).status_code == 200
     env = cli_env(database_url)
-    early = run_cli(["settle", "--now", (START + timedelta(days=6)).isoformat()], env, tmp_path)
+    # fulfilled 2024-06-01 10:00 Shanghai: the window closes at 2024-06-09 00:00 there
+    early = run_cli(["settle", "--now", "2024-06-08T23:59:59.999999+08:00"], env, tmp_path)
     assert early.returncode == 0, early.stderr
-    assert "settled 0 orders" in early.stdout
-    due = (START + timedelta(days=7, minutes=1)).isoformat()
+    assert "settled 0 orders" in early.stdout, early.stdout
+    due = "2024-06-08T16:00:00+00:00"  # the same instant in UTC
     settled = run_cli(["settle", "--now", due], env, tmp_path)
     assert settled.returncode == 0, settled.stderr
     assert "settled 1 orders" in settled.stdout, settled.stdout

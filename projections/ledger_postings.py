@@ -6,9 +6,11 @@ replaying the store.
 
 - ``ledger_postings``: (position, seq) -> account, asset, amount, the partner and
   bucket the account belongs to (if any), the order, the kind of event;
-- ``ledger_entries``: one row per money event: its kind, order, stated amount, own
-  time and the running maximum of the times of every money event up to it (the
-  monotonic index that maps "as of T" to a position: see ``position_at``), and for
+- ``ledger_entries``: one row per money event, and per fulfilment (kind
+  ``fulfilment``, amount 0: no postings, but it starts a return window, so "as of T"
+  must see it): its kind, order, stated amount, own time and the running maximum of
+  the times of every entry up to it (the monotonic index that maps "as of T" to a
+  position: see ``position_at``), and for
   events not about an order, why (``reason``) and the event that caused it (``ref``,
   ``<aggregate id>:<version>``): a clerk task's reward names its task and the task's
   ``Completed`` event;
@@ -51,6 +53,7 @@ KIND_OF: dict[type, str] = {
     PayoutAccount.WithdrawalPaid: "withdrawal_paid",
     ClerkTaskProgress.RewardPaid: "task_reward",
 }
+FULFILMENT = "fulfilment"  # an entry without postings: a return window starts (Order.Fulfilled)
 
 
 def to_micros(at: datetime) -> int:
@@ -66,7 +69,8 @@ def from_micros(us: int) -> datetime:
 class LedgerPostings:
     name: str = "ledger"
     # 2: task rewards; reason and ref on entries. 3: running totals. 4: windows' settlement
-    version: int = 4
+    # 5: fulfilments in the time index (entries without postings)
+    version: int = 5
     tables: dict[str, str] = {
         "ledger_postings": (
             "CREATE TABLE IF NOT EXISTS ledger_postings ("
@@ -120,6 +124,10 @@ class LedgerPostings:
     def apply(self, tx: Tx, event: Any, position: int) -> None:
         if isinstance(event, Order.Fulfilled):
             _window(tx, event.order_id, event.due_at, position)
+            # In the time index too (no postings, amount 0): a balance as of T counts
+            # the windows known by position_at(T), and a window started after the last
+            # money event before T would otherwise never be known as of T.
+            _entry(tx, position, FULFILMENT, event.order_id, 0, event.timestamp, (None, None))
             return
         kind = KIND_OF.get(type(event))
         if kind is None:
@@ -134,15 +142,8 @@ class LedgerPostings:
                 "UPDATE ledger_windows SET settled_position = ? WHERE order_id = ?",
                 (position, event.order_id),
             )
-        at_us = to_micros(event.timestamp)
-        running_max = tx.memo[_RUNNING_MAX] = max(_running_max(tx), at_us)
         stated = _stated_amount(event)
-        reason, ref = _reason(event)
-        tx.execute(
-            "INSERT INTO ledger_entries (position, kind, order_id, amount, at_us, running_max_us, "
-            "reason, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (position, kind, order_id, stated, at_us, running_max, reason, ref),
-        )
+        _entry(tx, position, kind, order_id, stated, event.timestamp, _reason(event))
         rows = []
         for seq, (account, asset, amount) in enumerate(postings):
             owner = partner_of(str(account))
@@ -210,6 +211,25 @@ def _add_to_totals(tx: Tx, postings: list[tuple[Any, ...]], position: int) -> No
     )
 
 
+def _entry(
+    tx: Tx,
+    position: int,
+    kind: str,
+    order_id: str | None,
+    stated: int,
+    at: datetime,
+    why: tuple[str | None, str | None],
+) -> None:
+    """The event's row in ``ledger_entries``, raising the running maximum of times."""
+    at_us = to_micros(at)
+    running_max = tx.memo[_RUNNING_MAX] = max(_running_max(tx), at_us)
+    tx.execute(
+        "INSERT INTO ledger_entries (position, kind, order_id, amount, at_us, running_max_us, "
+        "reason, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (position, kind, order_id, stated, at_us, running_max, *why),
+    )
+
+
 def _running_max(tx: Tx) -> int:
     """The latest entry's running maximum of entry times (0: none), remembered for the
     batch (which raises it as it writes entries)."""
@@ -250,10 +270,11 @@ POSITION_AT = (  # (also a subquery of the balance's first statement)
 
 
 def position_at(tx: Tx, at: datetime) -> int:
-    """The last money position committed by ``at``: the highest position whose running
-    maximum of event times is not after ``at`` (event times are taken before commit,
-    commits follow positions, so that position was committed no earlier than its
-    running maximum; the answer is always a prefix of the log)."""
+    """The last ledger position (a money event or a fulfilment) committed by ``at``: the
+    highest position whose running maximum of event times is not after ``at`` (event
+    times are taken before commit, commits follow positions, so that position was
+    committed no earlier than its running maximum; the answer is always a prefix of the
+    log)."""
     # The running maximum never decreases along the log, so the last entry in (running
     # maximum, position) order is that position: one step down the index. (MAX(position)
     # ... WHERE running_max_us <= ? walked the primary key back from the newest entry,

@@ -668,6 +668,28 @@ def test_the_return_window_counts_asia_shanghai_calendar_days(mall: Mall) -> Non
     assert (now["pending"], now["available"]) == (0, 1000 + 1000)
 
 
+def test_a_window_started_after_the_last_money_event_counts_as_of_any_later_time(
+    mall: Mall,
+) -> None:
+    """As of T maps T to a position through the ledger's time index; a fulfilment
+    moves no money but starts a window, so it is in that index too: without it, an
+    order received after the last payment, refund or settlement before T stayed
+    pending as of T for good, while the balance of now showed it available."""
+    order = mall.paid_order("m-quiet", fulfilment="delivery", location=PUDONG)  # S-PD
+    mall.clock.advance(timedelta(hours=2))  # 2024-06-01 12:00: received, nothing after
+    assert mall.fulfil(order["order_id"]).status_code == 200
+    received = mall.clock().isoformat()
+    before = mall.balance("S-PD", as_of="2024-06-08T23:59:59.999999+08:00")
+    assert (before["pending"], before["available"]) == (10_000, 0)
+    closed = mall.balance("S-PD", as_of="2024-06-09T00:00:00+08:00")
+    assert (closed["pending"], closed["available"]) == (0, 10_000)
+    earlier = mall.balance("S-PD", as_of=received)
+    assert (earlier["pending"], earlier["available"]) == (10_000, 0)
+    mall.clock.now = datetime.fromisoformat("2024-06-09T00:00:00+08:00")
+    now = mall.balance("S-PD")
+    assert (now["pending"], now["available"]) == (0, 10_000)
+
+
 def test_cancellation_and_a_tampered_view_shows_in_reconciliation(mall: Mall) -> None:
     placed = mall.order("m-cancel", referrer="R-SH").json()
     cancel = {"cancellation_id": "c-1", "reason": "changed their mind"}

@@ -76,11 +76,18 @@ def validate_order_id(order_id: str) -> None:
 
 
 class OrderStatus(StrEnum):
+    """The state the order's latest change left it in: each command answers it and the
+    orders view shows it (``projections/orders_view.py`` applies the same transitions).
+    A refund leaves ``partially_refunded`` or ``refunded`` (nothing left of the payment),
+    whatever came before it; a later fulfilment or settlement leaves its own state. The
+    amounts (``paid``, ``refunded``) and times tell the rest."""
+
     PLACED = "placed"
     CANCELLED = "cancelled"
     PAID = "paid"
     FULFILLED = "fulfilled"
     SETTLED = "settled"
+    PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
 
 
@@ -204,8 +211,8 @@ class Order(Aggregate):
             order.refund_count += 1
             for instruction in self.instructions:
                 order.instructions[instruction[0]] = instruction
-            if order.refunded == order.paid:
-                order.status = OrderStatus.REFUNDED
+            fully = order.refunded == order.paid
+            order.status = OrderStatus.REFUNDED if fully else OrderStatus.PARTIALLY_REFUNDED
 
     class Settled(Aggregate.Event):
         """The return window closed: pending shares became available; split instructions."""

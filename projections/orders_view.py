@@ -22,7 +22,7 @@ DETAILS_MAX = 1000
 
 class OrdersView:
     name: str = "orders"
-    version: int = 1
+    version: int = 2  # 2: a partial refund's status (partially_refunded)
     tables: dict[str, str] = {
         "orders": (
             "CREATE TABLE IF NOT EXISTS orders ("
@@ -172,13 +172,15 @@ def _refunded(tx: Tx, event: Any, position: int, at_us: int) -> None:
     reversed_so_far: dict[str, int] = _unjson.decode(row[0])
     for role, amount in event.reversed.items():
         reversed_so_far[role] = reversed_so_far.get(role, 0) + amount
-    values: dict[str, Any] = {
-        "refunded": event.refunded_total,
-        "reversed": _json.encode(reversed_so_far).decode(),
-    }
-    if event.refunded_total == int(row[1]):
-        values["status"] = "refunded"
-    _set(tx, event.order_id, position, **values)
+    fully = event.refunded_total == int(row[1])
+    _set(
+        tx,
+        event.order_id,
+        position,
+        status="refunded" if fully else "partially_refunded",  # as Order.Refunded.apply
+        refunded=event.refunded_total,
+        reversed=_json.encode(reversed_so_far).decode(),
+    )
     tx.execute(
         "INSERT INTO order_refunds (position, order_id, refund_id, amount, reversed, "
         "after_settlement, at_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -302,7 +304,8 @@ def due_orders(
     """Paid orders whose window closed by ``now`` and that are not settled: (due, id)."""
     sql = (
         "SELECT due_us, order_id FROM orders WHERE due_us IS NOT NULL AND due_us <= ? "
-        "AND settled_position IS NULL AND status IN ('paid', 'fulfilled') AND paid > refunded"
+        "AND settled_position IS NULL AND paid > refunded "
+        "AND status IN ('paid', 'fulfilled', 'partially_refunded')"
     )
     params: list[Any] = [now_us]
     if after is not None:

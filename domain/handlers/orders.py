@@ -374,7 +374,7 @@ def refund(ledger: Ledger, by: Principal, order_id: str, refund_id: str, amount:
                     )
         return {
             "order_id": order_id,
-            "status": "refunded" if order.net_of_refunds == 0 else "partially_refunded",
+            "status": order.status.value,  # partially_refunded or refunded
             "reversed": reversed_shares,
             "refunded": order.refunded,
         }

@@ -690,6 +690,57 @@ def test_a_window_started_after_the_last_money_event_counts_as_of_any_later_time
     assert (now["pending"], now["available"]) == (0, 10_000)
 
 
+def _answered_and_shown(mall: Mall, order_id: str, response: Any) -> str:
+    """The status a write answered, checked against the order's view read at exactly
+    the write's position (``min_position``): they agree."""
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    view = mall.api.get(
+        f"/v1/orders/{order_id}",
+        token=mall.tokens["hq"],
+        fresh=False,
+        min_position=answer["position"],
+    )
+    assert view.status_code == 200, view.text
+    assert view.json()["status"] == answer["status"], (answer, view.json())
+    return str(answer["status"])
+
+
+def test_an_orders_view_shows_the_status_each_write_answered(mall: Mall) -> None:
+    """Every status a write answers (paid, fulfilled, partially_refunded, refunded) is
+    what the order's view shows at that write's position; settlement shows settled,
+    also for an order partially refunded before its window closed."""
+    delivered = mall.order("m-status", referrer="R-SH", fulfilment="delivery").json()
+    order_id = delivered["order_id"]
+    assert _answered_and_shown(mall, order_id, mall.pay(order_id, 10_000)) == "paid"
+    partial = mall.refund(order_id, 1_000, refund_id="ref-part")
+    assert _answered_and_shown(mall, order_id, partial) == "partially_refunded"
+    again = mall.refund(order_id, 1_000, refund_id="ref-part")  # a repeat: the same answer
+    assert again.json() == partial.json()
+    assert _answered_and_shown(mall, order_id, mall.fulfil(order_id)) == "fulfilled"
+    picked_up = mall.order("m-status-2", fulfilment="pickup", location=PUDONG).json()
+    pickup_id = picked_up["order_id"]
+    assert _answered_and_shown(mall, pickup_id, mall.pay(pickup_id, 10_000)) == "fulfilled"
+    refunded = mall.refund(pickup_id, 2_500)
+    assert _answered_and_shown(mall, pickup_id, refunded) == "partially_refunded"
+
+    # both windows close on June 9 (Shanghai); the partially refunded order settles too
+    mall.clock.now = datetime.fromisoformat("2024-06-09T00:00:00+08:00")
+    mall.settle()  # (or the server's own run)
+    for settled_id in (order_id, pickup_id):
+        view = mall.api.get(f"/v1/orders/{settled_id}", token=mall.tokens["hq"]).json()
+        assert view["status"] == "settled", view
+    assert mall.balance("S-PD")["available"] == 10_000 - 2_500
+
+    after = mall.refund(order_id, 4_000)  # after settlement: still partial
+    assert _answered_and_shown(mall, order_id, after) == "partially_refunded"
+    rest = mall.refund(order_id, 5_000)
+    assert _answered_and_shown(mall, order_id, rest) == "refunded"
+    view = mall.api.get(f"/v1/orders/{order_id}", token=mall.tokens["hq"]).json()
+    assert (view["paid"], view["refunded"]) == (10_000, 10_000)
+    assert_problem(mall.fulfil(pickup_id), 409, "already_fulfilled")
+
+
 def test_cancellation_and_a_tampered_view_shows_in_reconciliation(mall: Mall) -> None:
     placed = mall.order("m-cancel", referrer="R-SH").json()
     cancel = {"cancellation_id": "c-1", "reason": "changed their mind"}

@@ -3,10 +3,18 @@
 Amounts are the partner's pending plus available (API.md); a line is one money event
 that changed them, linked to its event position and order; a line not about an order
 (a clerk task's reward) says why (``reason``) and names its causing event (``ref``).
-The period ``[from, to)`` maps to positions through the ledger's time index, so
-opening + lines = closing exactly, and the same period always gives the same
-statement. Days are Asia/Shanghai calendar days: a bare date ``2024-06-01`` is that
-day's midnight in Shanghai.
+
+The period, for RFC 3339 times, is ``(from, to]``: each end maps to the last position
+committed by it through the ledger's time index (``position_at``, as a balance as of
+that time does), the lines are the events at positions after ``from``'s up to
+``to``'s, the opening is the balance as of ``from`` and the closing the balance as of
+``to`` (``GET /v1/balances/{partner}?as_of=``, pending + available). So opening +
+lines = closing exactly, consecutive periods chain (one's closing is the next one's
+opening), and the same period always gives the same statement. A bare date is a whole
+Asia/Shanghai calendar day, its midnight included and the next excluded: ``from=D`` is
+the last instant before D (23:59:59.999999 on D - 1, Shanghai time), ``to=D`` the last
+instant of D; event times are whole microseconds, so "up to that instant" is "before
+the midnight". The answer gives both ends as the times they resolved to.
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ def _total(tx: Tx, partner: str, upto: int) -> int:
 def statement(
     tx: Tx, partner: str, start: int, end: int, after: int | None, limit: int
 ) -> dict[str, Any]:
-    """Lines at positions in ``(start, end]`` (a page of them after ``after``)."""
+    """Lines at positions in ``(start, end]`` (a page of them after ``after``); the
+    opening is the total at ``start``, the closing at ``end``."""
     assert 0 < limit <= LINES_MAX and start <= end
     rows = tx.fetchall(
         "SELECT p.position, e.at_us, p.order_id, p.kind, e.reason, e.ref, "
@@ -76,14 +85,26 @@ def statement(
     }
 
 
+# Event times are whole microseconds (``to_micros``): up to and including the instant one
+# microsecond before a midnight is exactly "before that midnight".
+JUST_BEFORE = timedelta(microseconds=1)
+
+
 def parse_period_bound(text: str | None, field: str) -> datetime | None:
-    """An RFC 3339 time, or a date: that Asia/Shanghai day's start (``from``) or end (``to``)."""
+    """An RFC 3339 time, or a date ``D``. A period (``from``, ``to``: ``(from, to]``) then
+    covers whole Asia/Shanghai days: ``from=D`` is the last instant before D starts,
+    ``to=D`` the last instant of D. Any other bound (``as_of``, ``now``) takes D's
+    midnight in Shanghai."""
     if text is None:
         return None
     try:
         if len(text) == 10:
             day = datetime.fromisoformat(text).replace(tzinfo=SHANGHAI)
-            return day + timedelta(days=1) if field == "to" else day
+            if field == "from":
+                return day - JUST_BEFORE
+            if field == "to":
+                return day + timedelta(days=1) - JUST_BEFORE
+            return day
         at = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidInput.field(field, "an RFC 3339 time or a YYYY-MM-DD date") from None

@@ -32,6 +32,14 @@ from projections.views import Tx
 CodePath = Annotated[str, PathParameter(max_length=40)]
 WithdrawalPath = Annotated[str, PathParameter(max_length=100)]
 TimeParam = Annotated[str | None, QueryParameter(max_length=40, required=False)]
+PERIOD_FROM = (
+    "RFC 3339 time, excluded (the opening is the balance as of it), or YYYY-MM-DD: "
+    "from that Asia/Shanghai day's midnight, included"
+)
+PERIOD_TO = (
+    "RFC 3339 time, included (the closing is the balance as of it), or YYYY-MM-DD: "
+    "through that Asia/Shanghai day, up to the next midnight, excluded"
+)
 
 
 def _partner_in_scope(services: Services, principal: Principal, code: str) -> dict[str, Any]:
@@ -94,11 +102,13 @@ class PartnerMoneyController(Controller):
         min_position: MinPosition,
         limit: Limit,
         cursor: Cursor,
-        start: Annotated[
-            str | None, QueryParameter(name="from", max_length=40, required=False)
-        ] = None,
-        end: Annotated[str | None, QueryParameter(name="to", max_length=40, required=False)] = None,
-    ) -> dict[str, Any]:
+        start: Annotated[str | None, QueryParameter(
+            name="from", max_length=40, required=False, description=PERIOD_FROM
+        )] = None,
+        end: Annotated[str | None, QueryParameter(
+            name="to", max_length=40, required=False, description=PERIOD_TO
+        )] = None,
+    ) -> dict[str, Any]:  # fmt: skip
         principal = caller.principal()
         start_at, end_at = parse_period_bound(start, "from"), parse_period_bound(end, "to")
         if start_at is not None and end_at is not None and end_at < start_at:
@@ -113,6 +123,10 @@ class PartnerMoneyController(Controller):
             first = 0 if start_at is None else min(applied, position_at(tx, start_at))
             last = applied if end_at is None else min(applied, position_at(tx, end_at))
             answer = statement(tx, code, first, max(first, last), after, size)
+        # the period's ends as resolved (a bare date's): the opening and the closing are
+        # the balances as of these times
+        answer["from"] = None if start_at is None else start_at.isoformat()
+        answer["to"] = None if end_at is None else end_at.isoformat()
         if answer["next"] is not None:
             answer["next"] = encode_cursor(answer["next"])
         return answer

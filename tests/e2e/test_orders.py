@@ -741,6 +741,64 @@ def test_an_orders_view_shows_the_status_each_write_answered(mall: Mall) -> None
     assert_problem(mall.fulfil(pickup_id), 409, "already_fulfilled")
 
 
+def test_a_statements_period_at_its_boundary_instants(mall: Mall) -> None:
+    """The rule a reconciliation team checks. With times, a statement covers (from, to]:
+    opening = the balance as of ``from``, closing = the balance as of ``to`` (pending +
+    available), opening + lines = closing; a payment at exactly ``from`` is in the
+    opening, one at exactly ``to`` a line. A bare date is a whole Asia/Shanghai day, from
+    its midnight (included) to the next (excluded): bare ``from=D`` is the instant just
+    before D starts, bare ``to=D`` the last instant of D, and the answer says which."""
+    paid: dict[str, str] = {}
+    for at, amount in (
+        ("2024-06-02T00:00:00+08:00", 1_000),  # exactly midnight: June 2
+        ("2024-06-02T12:00:00+08:00", 2_000),
+        ("2024-06-03T00:00:00+08:00", 4_000),  # exactly the next midnight: June 3
+    ):
+        mall.clock.now = datetime.fromisoformat(at)
+        order = mall.paid_order("m-period", amount=amount, fulfilment="pickup", location=PUDONG)
+        assert order["store"] == "S-PD"
+        paid[order["order_id"]] = at
+    first, second, third = paid
+    mall.clock.now = datetime.fromisoformat("2024-06-04T12:00:00+08:00")
+
+    def statement(start: str, end: str) -> dict[str, Any]:
+        response = mall.api.get(
+            "/v1/partners/S-PD/statement", token=mall.tokens["S-PD"], **{"from": start, "to": end}
+        )
+        assert response.status_code == 200, response.text
+        body = dict(response.json())
+        assert body["opening"] + sum(line["amount"] for line in body["lines"]) == body["closing"]
+        return body
+
+    def total(as_of: str) -> int:
+        balance = mall.balance("S-PD", as_of=as_of)
+        return int(balance["pending"] + balance["available"])
+
+    # times: (from, to], each end equal to the balance as of it
+    start, end = "2024-06-02T00:00:00+08:00", "2024-06-03T00:00:00+08:00"
+    timed = statement(start, end)
+    assert [line["order_id"] for line in timed["lines"]] == [second, third]
+    assert (timed["opening"], timed["closing"]) == (1_000, 7_000)
+    assert (timed["opening"], timed["closing"]) == (total(start), total(end))
+    assert (timed["from"], timed["to"]) == (start, end)
+
+    # bare dates: the whole Shanghai day, midnight in, the next midnight out
+    june_2 = statement("2024-06-02", "2024-06-02")
+    assert [line["order_id"] for line in june_2["lines"]] == [first, second]
+    assert (june_2["opening"], june_2["closing"]) == (0, 3_000)
+    assert june_2["from"] == "2024-06-01T23:59:59.999999+08:00"
+    assert june_2["to"] == "2024-06-02T23:59:59.999999+08:00"
+    assert (june_2["opening"], june_2["closing"]) == (total(june_2["from"]), total(june_2["to"]))
+    june_3 = statement("2024-06-03", "2024-06-03")
+    assert [line["order_id"] for line in june_3["lines"]] == [third]
+    assert (june_3["opening"], june_3["closing"]) == (3_000, 7_000)
+    assert june_3["lines"][0]["at"] == "2024-06-03T00:00:00+08:00"
+    both = statement("2024-06-02", "2024-06-03")
+    assert [line["order_id"] for line in both["lines"]] == [first, second, third]
+    # a bare date and a time mix: a day's end is the next day's start
+    assert statement("2024-06-02", "2024-06-02T23:59:59.999999+08:00")["lines"] == june_2["lines"]
+
+
 def test_cancellation_and_a_tampered_view_shows_in_reconciliation(mall: Mall) -> None:
     placed = mall.order("m-cancel", referrer="R-SH").json()
     cancel = {"cancellation_id": "c-1", "reason": "changed their mind"}

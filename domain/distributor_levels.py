@@ -3,8 +3,10 @@
 Levels and their privileges (a commission rate that overrides the split policy's
 distributor rate) are HQ policy data, versioned. A distributor's standing is one
 aggregate per partner (not a hot aggregate: only its own sales write it); each sale
-attributed to it adds to its growth, and a crossing is a ``Promoted`` event at once.
-Levels are not lowered automatically (a demotion would be an HQ decision, not built).
+attributed to it adds to its growth once the order's return window has closed (at
+settlement, net of refunds: ``domain/handlers/order_rewards.py``), and a crossing is a
+``Promoted`` event at once. Levels are not lowered automatically (a demotion would be an
+HQ decision, not built).
 
 A member who also sells (a group leader, 团长) is linked to its distributor partner
 here and on the Member (``EnrolledAsDistributor``).
@@ -199,8 +201,9 @@ def standing(uow: UnitOfWork, partner: str) -> DistributorStanding:
 def credit_sale(uow: UnitOfWork, partner: str, amount_fen: int, cause: str, by: str) -> bool:
     """A sale attributed to ``partner`` (an order it brought): growth, maybe a promotion.
 
-    To be called by the order payment command (the money engineer's); refunds may call
-    it with a negative amount (growth shrinks, the level stays)."""
+    Called by the settlement of the order (its return window closed), for the amount paid
+    net of refunds; a refund after that calls it with a negative amount (growth shrinks,
+    the level stays). Payments before ``Order.Paid`` version 2 called it at payment."""
     s = standing(uow, partner)
     if amount_fen == 0:
         return False

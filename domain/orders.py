@@ -116,10 +116,12 @@ class Parties:
 
 @dataclass(frozen=True)
 class Settlement:
-    """What settling one order did: income that became available, per partner."""
+    """What settling one order did: income that became available, per partner, and the
+    sale to credit to its distributor's standing (0: none)."""
 
     order_id: str
     credits: dict[str, int]
+    standing_credit: int = 0
 
 
 class Order(Aggregate):
@@ -162,6 +164,7 @@ class Order(Aggregate):
 
     class Paid(Aggregate.Event):
         TOPIC = "siyu.Order.Paid"
+        class_version = 2
         order_id: str
         payment_id: str
         amount: int
@@ -169,10 +172,20 @@ class Order(Aggregate):
         fulfilled: bool
         due_at: datetime | None
         by: str
+        # New in version 2: did this payment credit the sale to the standing of the
+        # order's distributor (if it has one)? Version 1 payments did; since version 2
+        # none does, the sale is credited when its return window closes (``Settled``).
+        standing_credited: bool
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["standing_credited"] = True
 
         def apply(self, order: Any) -> None:
             order.paid = self.amount
             order.paid_at = self.timestamp
+            if self.standing_credited and order.distributor is not None:
+                order.standing_credited = True
             order.status = OrderStatus.FULFILLED if self.fulfilled else OrderStatus.PAID
             if self.fulfilled:
                 order.fulfilled_at = self.timestamp
@@ -215,18 +228,30 @@ class Order(Aggregate):
             order.status = OrderStatus.REFUNDED if fully else OrderStatus.PARTIALLY_REFUNDED
 
     class Settled(Aggregate.Event):
-        """The return window closed: pending shares became available; split instructions."""
+        """The return window closed: pending shares became available; split instructions;
+        the sale, net of refunds, is credited to the distributor's standing."""
 
         TOPIC = "siyu.Order.Settled"
+        class_version = 2
         order_id: str
         run_id: str
         net: dict[str, int]
         postings: Postings
         instructions: tuple[Instruction, ...]
         by: str
+        # New in version 2: the fen credited to the standing of the order's distributor
+        # here: paid net of refunds, unless its payment credited the sale (version 1
+        # payments) or it has no distributor: 0. Version 1 settlements credited nothing.
+        standing_credit: int
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["standing_credit"] = 0
 
         def apply(self, order: Any) -> None:
             order.settled = True
+            if self.standing_credit:
+                order.standing_credited = True
             order.status = OrderStatus.SETTLED
             for instruction in self.instructions:
                 order.instructions[instruction[0]] = instruction
@@ -291,6 +316,9 @@ class Order(Aggregate):
         self.fulfilled_at: datetime | None = None
         self.due_at: datetime | None = None
         self.settled = False
+        # Has the distributor's standing been credited this order's sale (at settlement;
+        # at payment before version 2 of ``Paid``)? Refunds then take growth back.
+        self.standing_credited = False
         self.instructions: dict[str, Instruction] = {}
         self.receipts: dict[str, str] = {}
 
@@ -398,6 +426,7 @@ class Order(Aggregate):
             order_id=self.order_id,
             payment_id=payment_id,
             amount=amount,
+            standing_credited=False,  # the settlement credits the sale
             postings=payment_postings(self.store, amount, self.split, self.receivers),
             fulfilled=pickup,
             due_at=self._due(at) if pickup else None,
@@ -480,6 +509,12 @@ class Order(Aggregate):
             for role, amount in net.items()
             if amount > 0 and self.receivers[role] != self.store
         )
+        # The sale counts for the distributor's level once it can no longer be returned
+        # in the window, for what is left of it: an order refunded in full before this
+        # is never settled, and so never counts.
+        standing_credit = (
+            0 if self.distributor is None or self.standing_credited else self.net_of_refunds
+        )
         self.trigger_event(
             self.Settled,
             timestamp=at,
@@ -489,12 +524,13 @@ class Order(Aggregate):
             postings=settlement_postings(net, self.receivers),
             instructions=instructions,
             by=by.scope_key,
+            standing_credit=standing_credit,
         )
         credits: dict[str, int] = {}
         for role, amount in net.items():
             if amount:
                 credits[self.receivers[role]] = credits.get(self.receivers[role], 0) + amount
-        return Settlement(self.order_id, credits)
+        return Settlement(self.order_id, credits, standing_credit)
 
     def record_receipt(
         self,

@@ -1,8 +1,13 @@
-"""What a paid or refunded order does to loyalty, inside the payment or refund command's
-own transaction: the member's points and growth (and tier), the first-order task, the
-growth of the distributor the order is attributed to, and the clerk tasks of the clerk
-it is attributed to (units of the task's SKU; a refund takes them back unless the task
-was completed: rules in domain/tasks.py)."""
+"""What a paid, refunded or settled order does to loyalty, inside the payment, refund or
+settlement command's own transaction: the member's points and growth (and tier), the
+first-order task, the clerk tasks of the clerk it is attributed to (units of the task's
+SKU; a refund takes them back unless the task was completed: rules in domain/tasks.py),
+and the growth of the distributor it is attributed to.
+
+A distributor's growth counts a sale when its return window closes (``reward_settlement``:
+the amount paid net of the refunds made by then), not at payment: an order paid and
+refunded in full before that never promotes its distributor. A refund after the sale was
+credited takes its amount back (the level stays)."""
 
 from __future__ import annotations
 
@@ -32,7 +37,6 @@ def reward_payment(uow: UnitOfWork, order: Any, payment_id: str, amount_fen: int
     )
     on_first_order(uow, member, order.order_id, by)
     if order.distributor is not None:
-        credit_sale(uow, order.distributor, amount_fen, f"order {order.order_id}", by)
         count_clerk_order(uow, order, payment_id, by)
     return int(points)
 
@@ -44,6 +48,16 @@ def reverse_refund(uow: UnitOfWork, order: Any, refund_id: str, amount_fen: int,
         member, order.order_id, refund_id, order.refunded, order.paid, by, uow.now
     )
     if order.distributor is not None:
-        credit_sale(uow, order.distributor, -amount_fen, f"order {order.order_id} refund", by)
+        if order.standing_credited:  # else the settlement credits what is left, if any
+            credit_sale(uow, order.distributor, -amount_fen, f"order {order.order_id} refund", by)
         take_back_clerk_order(uow, order, refund_id, by)
     return points
+
+
+def reward_settlement(uow: UnitOfWork, order: Any, standing_credit: int, by: str) -> None:
+    """Call after ``order.settle``: the sale, net of refunds, counts for the distributor's
+    level (``Settlement.standing_credit``, 0 when there is nothing to credit)."""
+    if standing_credit:
+        assert order.distributor is not None and order.standing_credited
+        cause = f"order {order.order_id} settled"
+        credit_sale(uow, order.distributor, standing_credit, cause, by)

@@ -2,10 +2,12 @@
 
 A settlement run takes due orders in pages (found through a port: the orders read
 model), settles each order whose window has closed by ``now`` per its own write-side
-state, and credits each receiving partner's payout account once per page: one store
-transaction per page, so the brand or a popular store is written once per page, not
-once per order. Idempotent: a settled order is never settled again (the order's own
-state), and a repeated run with the same orders at the same instant is a repeat.
+state, credits each order's sale, net of refunds, to the standing of its distributor
+(growth, maybe a promotion), and credits each receiving partner's payout account once
+per page: one store transaction per page, so the brand or a popular store is written
+once per page, not once per order. Idempotent: a settled order is never settled again
+(the order's own state), and a repeated run with the same orders at the same instant is
+a repeat.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from domain.distributor_levels import LEVEL_POLICY_ID, standing_id
 from domain.errors import BusinessRuleBroken, NotAllowed
+from domain.handlers.order_rewards import reward_settlement
 from domain.ledger import GLOBAL_SCOPE, Ledger, Outcome, RequestKey, UnitOfWork
 from domain.orders import Order, order_key
 from domain.principal import HQ_CODE, Principal, Role
@@ -46,6 +50,7 @@ def settle_orders(ledger: Ledger, by: Principal, order_ids: Sequence[str]) -> Ou
         settled: list[str] = []
         credits: dict[str, int] = {}
         credited_orders: dict[str, list[str]] = {}
+        sales: list[tuple[Order, int]] = []  # to credit to distributors' standings
         for order_id in ids:
             order = uow.find(Order, order_key(order_id))
             if order is None:
@@ -54,9 +59,16 @@ def settle_orders(ledger: Ledger, by: Principal, order_ids: Sequence[str]) -> Ou
             if done is None:
                 continue
             settled.append(order_id)
+            if done.standing_credit:
+                sales.append((order, done.standing_credit))
             for partner, amount in done.credits.items():
                 credits[partner] = credits.get(partner, 0) + amount
                 credited_orders.setdefault(partner, []).append(order_id)
+        if sales:  # the page's standings and the levels in one read
+            partners = {o.distributor for o, _ in sales if o.distributor is not None}
+            uow.preload([LEVEL_POLICY_ID, *(standing_id(p) for p in sorted(partners))])
+        for order, standing_credit in sales:
+            reward_settlement(uow, order, standing_credit, by.scope_key)
         for partner, amount in sorted(credits.items()):
             if partner != HQ_CODE and amount > 0:
                 payout_account(uow, partner).credit_settlement(

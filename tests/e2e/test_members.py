@@ -242,7 +242,9 @@ def test_the_phone_is_in_clear_nowhere(ch: Channel, caplog: pytest.LogCaptureFix
         assert PHONE not in record.getMessage() and "13900001111" not in record.getMessage()
 
 
-def test_orders_earn_points_and_growth_and_refunds_take_them_back(ch: Channel) -> None:
+def test_orders_earn_points_and_growth_and_refunds_take_them_back(
+    ch: Channel, clock: FixedClock
+) -> None:
     reg = ch.api.partner("R-1", "distributor", "S-SH")
     assert reg.status_code == 201, reg.text
     task = {
@@ -281,7 +283,14 @@ def test_orders_earn_points_and_growth_and_refunds_take_them_back(ch: Channel) -
     history = ch.api.get("/v1/members/m-8/points", token=ch.tokens["hq"]).json()["items"]
     assert history[-1]["kind"] == "reversed" and history[-1]["reason"] == "refund"
     assert history[-1]["lots"] == [{"lot_id": "order:O-1:P-1", "points": 750}]
+    # The distributor's growth counts the sale when its return window closes, net.
     standing = ch.api.get("/v1/distributors/R-1/standing", token=ch.tokens["S-SH"]).json()
+    assert (standing["sales"], standing["level"]) == (0, None)
+    clock.advance(timedelta(days=8))
+    assert ch.api.post("/v1/settlements", {}, token=ch.tokens["hq"]).status_code == 200
+    standing = ch.api.get(
+        "/v1/distributors/R-1/standing", token=ch.tokens["S-SH"], min_position=ch.api.head()
+    ).json()
     assert (standing["sales"], standing["level"]) == (75_000, "starter")
 
 

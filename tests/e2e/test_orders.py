@@ -918,11 +918,16 @@ def test_what_if_resplits_a_period_without_writing(
 def test_a_distributor_promoted_under_the_default_levels_keeps_the_policys_rate(
     mall: Mall,
 ) -> None:
-    """The default levels promote (senior past 10,000 yuan sold) but carry no rate: the
-    split policy's distributor rate holds until HQ publishes levels with rates."""
-    big = mall.paid_order("m-big", amount=1_200_000, referrer="R-SH")
-    assert big["split"]["distributor"] == 120_000  # 1000 bp of the hq_dropship default
-    standing = mall.api.get("/v1/distributors/R-SH/standing", token=mall.tokens["hq"])
+    """The default levels promote (senior past 10,000 yuan sold, counted when the sale's
+    return window closes) but carry no rate: the split policy's distributor rate holds
+    until HQ publishes levels with rates."""
+    big = mall.paid_order("m-big", amount=1_200_000, referrer="R-SH", fulfilment="pickup")
+    assert big["split"]["distributor"] == 120_000  # 1000 bp of the pickup default
+    mall.clock.advance(timedelta(days=8))
+    mall.settle()
+    standing = mall.api.get(
+        "/v1/distributors/R-SH/standing", token=mall.tokens["hq"], min_position=mall.api.head()
+    )
     assert standing.json()["level"] == "senior", standing.text
     after = mall.paid_order("m-after", referrer="R-SH")
     assert after["split"] == {"distributor": 1000, "store": 3000, "dealer": 2000, "brand": 4000}

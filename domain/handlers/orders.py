@@ -303,15 +303,16 @@ def pay(ledger: Ledger, by: Principal, order_id: str, payment_id: str, amount: i
     return ledger.execute(key, decide, authorize, preload=[order_key(order_id), *_POLICIES])
 
 
-_POLICIES = (TIER_POLICY_ID, POINT_RULES_ID, TASK_BOARD_ID, LEVEL_POLICY_ID)
+_POLICIES = (TIER_POLICY_ID, POINT_RULES_ID, TASK_BOARD_ID)
 
 
 def _parties(order: Order) -> list[UUID]:
     """What paying ``order`` reads besides the order and the loyalty policies (``_POLICIES``):
-    the member, and the standing and partner of the distributor it is attributed to."""
+    the member, and the partner of the distributor it is attributed to (its clerk tasks).
+    Not the distributor's standing: the sale counts for it at settlement."""
     reads = [UUID(order.member_id)]
     if order.distributor is not None:
-        reads += [partner_id(order.distributor), standing_id(order.distributor)]
+        reads.append(partner_id(order.distributor))
     return reads
 
 

@@ -122,7 +122,28 @@ def on_domain_error(_request: Request[Any, Any, Any], exc: Exception) -> Respons
     return problem(422, exc.code, exc.detail)
 
 
-_FIELD_IN_MESSAGE = re.compile(r"at `\$\.?([^`]*)`")
+_FIELD_IN_MESSAGE = re.compile(r" - at `\$\.?([^`]*)`$")
+_NAMED_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `([^`]*)`")
+BODY_ROOT = "data"  # Litestar's name for where a body's own value sits
+
+
+def field_path(location: str, message: str) -> tuple[str, str]:
+    """(the JSON path of the field ``message`` is about, the message without its path).
+
+    msgspec says where it stopped (``location``: ``data`` for the body itself, or a path
+    like ``lines[0]``, also as `` - at `$.lines[0]` `` in the message); a missing or an
+    unknown field is named in the message only, under that place: ``Object missing
+    required field `scan_id` `` at the root is ``scan_id``, under ``member`` it is
+    ``member.external_id``. The body itself, wrong as a whole, is ``body``."""
+    found = _FIELD_IN_MESSAGE.search(message)
+    if found:
+        message = message[: found.start()]
+        location = found.group(1) or BODY_ROOT
+    named = _NAMED_FIELD.match(message)
+    if named:
+        name = named.group(1)
+        location = name if location in ("", BODY_ROOT) else f"{location}.{name}"
+    return ("body" if location == BODY_ROOT else location), message
 
 
 def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
@@ -132,12 +153,7 @@ def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
         if not isinstance(item, dict):
             continue
         message = str(item.get("message", "invalid"))
-        field = str(item.get("key", ""))
-        found = _FIELD_IN_MESSAGE.search(message)
-        if found:
-            field = found.group(1) or field
-        if field == "data":
-            field = "body"
+        field, message = field_path(str(item.get("key", "")), message)
         if message == "'data'":
             message = "a JSON body is required"
         errors.append({"field": field, "message": message})

@@ -26,9 +26,13 @@ MinPosition = Annotated[
 After = Annotated[
     int | None, QueryParameter(ge=0, le=STORED_INT_MAX, required=False, description="a position")
 ]
-AfterVersion = Annotated[
-    int | None,
-    QueryParameter(ge=0, le=STORED_INT_MAX, required=False, description="an aggregate version"),
+# A list that paged by ``after`` before it took ``cursor``: still read, for old clients, as
+# the integer or as the ``next`` (now a cursor) they were given (services.position_after).
+LegacyAfter = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=200, required=False, description="deprecated: pass `next` as `cursor`"
+    ),
 ]
 Version = Annotated[
     int | None,

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import anyio.to_thread
+from litestar.exceptions import ValidationException
 
 from api.money import store_finder
 from api.problems import ServiceUnavailable
@@ -131,18 +132,64 @@ def decode_cursor(cursor: str | None) -> str | None:
 
 
 def decode_position_cursor(cursor: str | None) -> int | None:
-    """A cursor that names a position (``encode_cursor(str(position))``)."""
+    """A cursor that names a position (``encode_cursor(str(position))``), or another
+    integer a list is ordered by (an aggregate's version, an access log id)."""
     after = decode_cursor(cursor)
     if after is None:
         return None
-    if not (after.isascii() and after.isdigit()) or int(after) > STORED_INT_MAX:
+    if not _is_stored_int(after):
         raise InvalidInput.field("cursor", "not a cursor this API returned")
     return int(after)
 
 
+def encode_pair_cursor(first: str, last: str) -> str:
+    """A cursor that names a row of a list ordered by two text keys, the last one without
+    spaces (a partner code)."""
+    return encode_cursor(f"{first} {last}")
+
+
+def decode_pair_cursor(cursor: str | None) -> tuple[str, str] | None:
+    text = decode_cursor(cursor)
+    if text is None:
+        return None
+    first, space, last = text.rpartition(" ")
+    if not space:
+        raise InvalidInput.field("cursor", "not a cursor this API returned")
+    return first, last
+
+
+def _is_stored_int(text: str) -> bool:
+    return text.isascii() and text.isdigit() and int(text) <= STORED_INT_MAX
+
+
+def position_after(cursor: str | None, after: str | None, name: str = "after") -> int | None:
+    """Where a page of a list ordered by an integer starts: ``cursor`` (a ``next`` this
+    API returned; API.md: lists page by ``cursor``), else, for clients written before
+    these lists took one, ``after`` (``name``): the integer itself, or the ``next`` they
+    were given, which is now a cursor. A bad ``after`` is the 400 it was while it was an
+    integer parameter; a bad cursor the 422 of every list."""
+    if cursor is not None:
+        return decode_position_cursor(cursor)
+    if after is None:
+        return None
+    if _is_stored_int(after):
+        return int(after)
+    try:
+        return decode_position_cursor(after)
+    except InvalidInput:
+        message = f"an integer from 0 to {STORED_INT_MAX}, or a cursor this API returned"
+        raise ValidationException(
+            f"{name}: {message}", extra=[{"key": name, "message": message}]
+        ) from None
+
+
+def next_cursor(items: list[dict[str, Any]], limit: int, key: str) -> str | None:
+    """The cursor of the page after ``items`` (ordered by ``key``), None after the last."""
+    return encode_cursor(str(items[-1][key])) if len(items) == limit else None
+
+
 def page(items: list[dict[str, Any]], limit: int, key: str) -> dict[str, Any]:
-    next_cursor = encode_cursor(str(items[-1][key])) if len(items) == limit else None
-    return {"items": items, "next": next_cursor}
+    return {"items": items, "next": next_cursor(items, limit, key)}
 
 
 def parse_time(text: str, field: str) -> datetime:

@@ -199,7 +199,14 @@ class LoyaltyProgramsView:
 # -- queries ------------------------------------------------------------------------
 
 
-def clerk_progress(tx: Tx, scope_path: str | None, task_id: str | None) -> list[dict[str, Any]]:
+def clerk_progress(
+    tx: Tx,
+    scope_path: str | None,
+    task_id: str | None,
+    after: tuple[str, str] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A page of the progress rows in scope, by (task_id, clerk), after ``after``."""
     clause, params = scope_clause(scope_path)
     sql = (
         "SELECT task_id, clerk, sku, units, target, completed, reward FROM clerk_task_progress "
@@ -208,7 +215,10 @@ def clerk_progress(tx: Tx, scope_path: str | None, task_id: str | None) -> list[
     if task_id is not None:
         sql += " AND task_id = ?"
         params.append(task_id)
-    rows = tx.fetchall(sql + " ORDER BY task_id, clerk LIMIT 1000", params)
+    if after is not None:
+        sql += " AND (task_id > ? OR (task_id = ? AND clerk > ?))"
+        params += [after[0], after[0], after[1]]
+    rows = tx.fetchall(sql + " ORDER BY task_id, clerk LIMIT ?", [*params, limit])
     return [
         {
             "task_id": t,
@@ -223,7 +233,8 @@ def clerk_progress(tx: Tx, scope_path: str | None, task_id: str | None) -> list[
     ]
 
 
-def list_tasks(tx: Tx, audience: str | None) -> list[dict[str, Any]]:
+def list_tasks(tx: Tx, audience: str | None, after: str | None, limit: int) -> list[dict[str, Any]]:
+    """A page of the tasks HQ published, by task_id, after ``after``."""
     cols = (
         "task_id",
         "audience",
@@ -235,12 +246,16 @@ def list_tasks(tx: Tx, audience: str | None) -> list[dict[str, Any]]:
         "starts_at",
         "ends_at",
     )
-    sql = f"SELECT {', '.join(cols)} FROM loyalty_tasks"
+    sql = f"SELECT {', '.join(cols)} FROM loyalty_tasks WHERE 1 = 1"
     params: list[Any] = []
     if audience is not None:
-        sql += " WHERE audience = ?"
+        sql += " AND audience = ?"
         params.append(audience)
-    return [dict(zip(cols, r, strict=True)) for r in tx.fetchall(sql + " ORDER BY task_id", params)]
+    if after is not None:
+        sql += " AND task_id > ?"
+        params.append(after)
+    rows = tx.fetchall(sql + " ORDER BY task_id LIMIT ?", [*params, limit])
+    return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
 def standing_of(tx: Tx, partner: str) -> dict[str, Any] | None:

@@ -16,15 +16,16 @@ from litestar.params import PathParameter, QueryParameter
 from api.audit import Audit
 from api.deps import (
     After,
-    AfterVersion,
     CallerDep,
+    Cursor,
+    LegacyAfter,
     Limit,
     MinPosition,
     PrincipalDep,
     ServicesDep,
     Version,
 )
-from api.services import page_limit, parse_time
+from api.services import encode_cursor, page, page_limit, parse_time, position_after
 from domain.errors import NotFound
 from domain.principal import Principal, Role
 from projections.chain import HashChain, latest_checkpoint, sign_head
@@ -105,16 +106,17 @@ class AuditController(Controller):
         caller: CallerDep,
         audit: AuditDep,
         limit: Limit,
-        after: After = None,
+        cursor: Cursor,
+        after: LegacyAfter = None,
         role: Annotated[str | None, QueryParameter(max_length=20, required=False)] = None,
         partner: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
     ) -> dict[str, Any]:
         principal = caller.principal()
         _readers_only(principal)
         size = page_limit(limit)
+        start = position_after(cursor, after)
         audit.writer.flush()  # this process's reads so far are listed
-        items = audit.access_log.list(after or 0, size, role, partner)
-        return {"items": items, "next": items[-1]["id"] if len(items) == size else None}
+        return page(audit.access_log.list(start or 0, size, role, partner), size, "id")
 
 
 class EventFeedController(Controller):
@@ -175,14 +177,19 @@ class AggregateController(Controller):
         services: ServicesDep,
         min_position: MinPosition,
         limit: Limit,
-        after_version: AfterVersion = None,
+        cursor: Cursor,
+        after_version: LegacyAfter = None,
     ) -> dict[str, Any]:
         """Each event's hash is the chain read model's: ``min_position`` waits for it (an
         event the chain has not reached yet shows a null hash)."""
         principal = caller.principal()
         _readers_only(principal)
         size = min(page_limit(limit), EVENTS_PER_PAGE_MAX)
+        start = position_after(cursor, after_version, "after_version")
         services.await_view(CHAIN_VIEW, min_position)
         store = services.store
         with store.views.read() as tx:
-            return aggregate_events(store, tx, type_name, key, after_version or 0, size)
+            answer = aggregate_events(store, tx, type_name, key, start or 0, size)
+        if answer["next"] is not None:
+            answer["next"] = encode_cursor(str(answer["next"]))
+        return answer

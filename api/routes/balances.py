@@ -16,7 +16,14 @@ from api.deps import CallerDep, Cursor, Limit, MinPosition, PrincipalDep, Servic
 from api.money import reconciliation_report, settle_now
 from api.money_schemas import WithdrawalDecisionIn, WithdrawalIn, WithdrawalPaymentIn
 from api.routes.partners import written
-from api.services import Services, decode_position_cursor, encode_cursor, page_limit
+from api.services import (
+    Services,
+    decode_cursor,
+    decode_position_cursor,
+    encode_cursor,
+    next_cursor,
+    page_limit,
+)
 from domain.errors import InvalidInput, NotFound
 from domain.handlers import settlement
 from domain.ledger import UnitOfWork
@@ -184,14 +191,24 @@ class PartnerMoneyController(Controller):
 
     @get("/{code:str}/withdrawals", sync_to_thread=True, summary="Withdrawals (write side)")
     def withdrawals(
-        self, code: CodePath, caller: CallerDep, services: ServicesDep
+        self,
+        code: CodePath,
+        caller: CallerDep,
+        services: ServicesDep,
+        limit: Limit,
+        cursor: Cursor,
     ) -> dict[str, Any]:
+        """A page of the partner's withdrawals, by withdrawal_id (the account's own order)."""
         principal = caller.principal()
+        size, after = page_limit(limit), decode_cursor(cursor)
         _partner_in_scope(services, principal, code)
         found = UnitOfWork(services.store.ledger).find(PayoutAccount, payout_account_id(code))
-        if found is None:
-            return {"partner": code, "available": 0, "withdrawals": []}
-        return found.view()
+        view: dict[str, Any] = {"partner": code, "available": 0, "withdrawals": []}
+        if found is not None:
+            view = found.view()
+        listed = [w for w in view["withdrawals"] if after is None or w["withdrawal_id"] > after]
+        listed = listed[:size]
+        return {**view, "withdrawals": listed, "next": next_cursor(listed, size, "withdrawal_id")}
 
 
 class ReconciliationController(Controller):

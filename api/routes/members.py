@@ -15,7 +15,7 @@ from uuid import UUID
 from litestar import Controller, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from api.deps import After, CallerDep, Limit, MinPosition, ServicesDep
+from api.deps import CallerDep, Cursor, LegacyAfter, Limit, MinPosition, ServicesDep
 from api.loyalty_schemas import (
     AdjustmentIn,
     CampaignIn,
@@ -31,7 +31,16 @@ from api.loyalty_schemas import (
     TierPolicyIn,
 )
 from api.routes.partners import written
-from api.services import Services, page_limit, parse_time
+from api.services import (
+    Services,
+    decode_cursor,
+    decode_pair_cursor,
+    encode_pair_cursor,
+    page,
+    page_limit,
+    parse_time,
+    position_after,
+)
 from domain.clock import SHANGHAI
 from domain.distributor_levels import NO_OVERRIDE, Level, publish_levels
 from domain.draws import CampaignSpec, Prize
@@ -170,16 +179,17 @@ class MemberController(Controller):
         services: ServicesDep,
         min_position: MinPosition,
         limit: Limit,
-        after: After = None,
+        cursor: Cursor,
+        after: LegacyAfter = None,
     ) -> dict[str, Any]:
         principal = caller.principal()
         size = page_limit(limit)
+        start = position_after(cursor, after)
         record = visible_member(services, principal, external_id, min_position)
         services.await_view("points_history", min_position)
         with services.store.views.read() as tx:
-            items = points_history(tx, record["member_id"], after, size)
-        nxt = items[-1]["position"] if len(items) == size else None
-        return {"member_id": record["member_id"], "items": items, "next": nxt}
+            items = points_history(tx, record["member_id"], start, size)
+        return {"member_id": record["member_id"], **page(items, size, "position")}
 
     @get("/{external_id:str}/tasks", sync_to_thread=True, summary="Task progress")
     def tasks(
@@ -378,12 +388,18 @@ class LoyaltyPolicyController(Controller):
 
     @get("/tasks", sync_to_thread=True, summary="Tasks HQ published")
     def tasks(
-        self, caller: CallerDep, services: ServicesDep, min_position: MinPosition
+        self,
+        caller: CallerDep,
+        services: ServicesDep,
+        min_position: MinPosition,
+        limit: Limit,
+        cursor: Cursor,
     ) -> dict[str, Any]:
         caller.principal()  # any authenticated caller
+        size, after = page_limit(limit), decode_cursor(cursor)
         services.await_view("loyalty_programs", min_position)
         with services.store.views.read() as tx:
-            return {"items": list_tasks(tx, None), "next": None}
+            return page(list_tasks(tx, None, after, size), size, "task_id")
 
     @get("/clerk-tasks/progress", sync_to_thread=True, summary="Clerk task progress in scope")
     def clerk_progress(
@@ -391,13 +407,21 @@ class LoyaltyPolicyController(Controller):
         caller: CallerDep,
         services: ServicesDep,
         min_position: MinPosition,
+        limit: Limit,
+        cursor: Cursor,
         task_id: Annotated[str | None, QueryParameter(max_length=64, required=False)] = None,
     ) -> dict[str, Any]:
         principal = caller.principal()
+        size, after = page_limit(limit), decode_pair_cursor(cursor)
         services.await_view("loyalty_programs", min_position)
         scope = None if principal.sees_everything else principal.path
         with services.store.views.read() as tx:
-            return {"items": clerk_progress(tx, scope, task_id), "next": None}
+            items = clerk_progress(tx, scope, task_id, after, size)
+        last = items[-1] if len(items) == size else None
+        return {
+            "items": items,
+            "next": None if last is None else encode_pair_cursor(last["task_id"], last["clerk"]),
+        }
 
     @post("/distributor-levels", status_code=201, sync_to_thread=True)
     def publish_levels(

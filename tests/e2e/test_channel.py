@@ -184,7 +184,8 @@ def test_an_integer_past_what_the_stores_keep_is_a_400_naming_the_parameter(api:
     """2**63 and more used to reach SQL (OverflowError: a 500) in after, after_version..."""
     checked = integer_query_parameters(api)
     names = {name for _, name in checked}
-    assert {"after", "after_version", "version", "min_position", "limit"} <= names, names
+    # (after_version is text now: a version, or the cursor an old client was given)
+    assert {"after", "version", "min_position", "limit"} <= names, names
     probe = [
         ("/v1/events", "after"),
         ("/v1/audit/reads", "after"),

@@ -126,9 +126,12 @@ def decode_cursor(cursor: str | None) -> str | None:
         raise InvalidInput.field("cursor", "not a cursor this API returned")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+        text = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidInput.field("cursor", "not a cursor this API returned") from None
+    if not text.isprintable():  # none this API returns; PostgreSQL text refuses a NUL (a 500)
+        raise InvalidInput.field("cursor", "not a cursor this API returned")
+    return text
 
 
 def decode_position_cursor(cursor: str | None) -> int | None:

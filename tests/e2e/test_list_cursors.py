@@ -5,6 +5,7 @@ before still read it, for old clients (also with the ``next`` they are now given
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -181,7 +182,8 @@ def assert_bad_paging(api: Api, path: str, token: str) -> None:
     for limit in (0, 1001, "x"):
         problem = assert_problem(api.get(path, token=token, limit=limit), 400, "validation_failed")
         assert [e["field"] for e in problem["errors"]] == ["limit"], (path, problem)
-    for cursor in ("%%%", "not a cursor!", "x" * 201):
+    nul = base64.urlsafe_b64encode(b"D\x00").decode()  # PostgreSQL text refuses a NUL
+    for cursor in ("%%%", "not a cursor!", "x" * 201, nul):
         response = api.get(path, token=token, cursor=cursor)
         assert response.status_code in (400, 422), (path, response.text)
         problem = assert_problem(response, response.status_code, "validation_failed")

@@ -98,7 +98,13 @@ class RequestKey:
 
     ``personal``: where the content holds personal data (a phone, exact coordinates, a
     name); ``subject``: the member whose key seals their digest (domain.requests). The
-    record's fingerprint covers the rest only."""
+    record's fingerprint covers the rest only.
+
+    ``content`` is normalised where one value has several spellings (a code bare or as
+    its URL: the bare serial), so that a repeat in the other spelling is the same
+    request; ``sent``: the content as sent, where normalising changed it. Records written
+    before codes were normalised hold a print of the content as sent: a repeat spelt as
+    that request was is still recognised by it."""
 
     scope: str
     kind: str
@@ -106,6 +112,7 @@ class RequestKey:
     content: Any
     personal: tuple[ContentPath, ...] = ()
     subject: str | None = None
+    sent: Any = None
 
     def __post_init__(self) -> None:
         assert self.subject is not None or not self.personal, "personal data has a subject"
@@ -113,6 +120,13 @@ class RequestKey:
     @cached_property
     def _prints(self) -> tuple[str, str | None]:
         return request_prints(self.kind, self.content, self.personal)
+
+    @cached_property
+    def _sent_print(self) -> str | None:
+        """The public print of the content as sent (None: normalising changed nothing)."""
+        if self.sent is None:
+            return None
+        return request_prints(self.kind, self.sent, self.personal)[0]
 
     @property
     def fingerprint(self) -> str:
@@ -128,11 +142,13 @@ class RequestKey:
         """Whether ``record`` was made for this very content. A legacy record (its hash
         of the whole content, no scheme) is compared by that hash; a newer one by its
         public part and, while it can still be read, its personal part: once the member
-        is forgotten it reads as None, and the public part alone decides."""
+        is forgotten it reads as None, and the public part alone decides. Either print
+        may be of the content as normalised or, for a record written before, as sent."""
         stored = record.fingerprint
         if not stored.startswith(PRINT_SCHEME):
-            return stored == legacy_print(self.kind, self.content)
-        if stored != self.fingerprint:
+            spellings = [self.content] if self.sent is None else [self.content, self.sent]
+            return any(stored == legacy_print(self.kind, c) for c in spellings)
+        if stored not in (self.fingerprint, self._sent_print):
             return False
         sealed = record.personal_print
         return sealed is None or sealed == self.personal_print

@@ -93,9 +93,18 @@ def scan(
 ) -> Outcome:
     by.require(Role.GATEWAY, Role.HQ)
     member = member_uuid(ledger, req.external_id)
-    key = RequestKey(by.scope_key, "scan", req.scan_id, req.content(), req.PERSONAL, str(member))
-
     parsed = ledger.codebook.parse_with_gtin(req.code)  # once: each is an HMAC or two
+    sent = req.content()
+    content = sent if parsed is None else {**sent, "code": parsed[0].serial}  # bare or URL
+    key = RequestKey(
+        by.scope_key,
+        "scan",
+        req.scan_id,
+        content,
+        req.PERSONAL,
+        str(member),
+        sent=None if content == sent else sent,
+    )
     outer = None if parsed is None else _outer_serial(ledger, parsed[0])
     fix = req.fix()
     nearby = None if fix is None else neighbourhood(*fix, "scan")

@@ -74,3 +74,26 @@ def test_a_record_under_the_legacy_scheme_is_compared_by_the_whole_content() -> 
     legacy = recorded(legacy_print("scan", mine.content), None)
     assert mine.matches(legacy)
     assert not key(scan_content("13900000000", 31.2, 121.4)).matches(legacy)
+
+
+def test_a_key_normalised_also_matches_a_record_of_the_content_as_sent() -> None:
+    """A code's URL is normalised to the bare code before the print; a record written
+    before that holds a print of the content as sent (either scheme)."""
+    url = {**scan_content(None, None, None), "code": "https://brand.example/01/0/21/C1"}
+    bare = {**url, "code": "C1"}
+    normalised = RequestKey("gateway@HQ", "scan", "s-1", bare, SCAN_PERSONAL, SUBJECT, sent=url)
+    as_sent_before = key(url)
+    for old in (
+        recorded(as_sent_before.fingerprint, as_sent_before.personal_print),
+        recorded(legacy_print("scan", url), None),
+        recorded(legacy_print("scan", bare), None),
+    ):
+        assert normalised.matches(old)
+    assert key(bare).matches(recorded(normalised.fingerprint, None)), "the other spelling"
+    assert normalised.fingerprint == key(bare).fingerprint
+    other_url = {**url, "code": "https://brand.example/01/0/21/C2"}
+    other = RequestKey(
+        "gateway@HQ", "scan", "s-1", {**bare, "code": "C2"}, SCAN_PERSONAL, SUBJECT, sent=other_url
+    )
+    assert not other.matches(recorded(as_sent_before.fingerprint, None))
+    assert not other.matches(recorded(legacy_print("scan", url), None))

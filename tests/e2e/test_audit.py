@@ -202,7 +202,9 @@ def _pg_rows(cursor: Any) -> list[tuple[Any, ...]]:
 def position_of_topic(api: Api, topic: str, containing: str = "") -> int:
     after = 0
     while True:
-        page = api.get("/v1/events", fresh=False, after=after, limit=1000).json()
+        page = api.get(
+            "/v1/events", fresh=False, after=after, limit=1000, min_position=api.head()
+        ).json()
         for item in page["items"]:
             if item["type"] == topic and containing in json.dumps(item["data"]):
                 return int(item["position"])
@@ -339,9 +341,14 @@ def check_feed(api: Api, ch: Channel) -> list[dict[str, Any]]:
     head = api.store.head
     items: list[dict[str, Any]] = []
     after = 0
-    while True:
+    while True:  # the feed serves what the chain has hashed: wait for it to reach the head
         response = api.get(
-            "/v1/events", token=ch.tokens["auditor"], fresh=False, after=after, limit=7
+            "/v1/events",
+            token=ch.tokens["auditor"],
+            fresh=False,
+            after=after,
+            limit=7,
+            min_position=head,
         )
         assert response.status_code == 200, response.text
         page = response.json()

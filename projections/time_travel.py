@@ -161,9 +161,18 @@ def aggregate_at(
 
 
 def aggregate_events(
-    store: Store, views_tx: Tx, type_name: str, key: str, after_version: int, limit: int
+    store: Store,
+    views_tx: Tx,
+    chained: int,
+    type_name: str,
+    key: str,
+    after_version: int,
+    limit: int,
 ) -> dict[str, Any]:
-    """The aggregate's own stream, as the feed shows events."""
+    """The aggregate's own stream, as the feed shows events: up to the chain's head
+    (``chained``, read in ``views_tx``), so that every event served carries its hash, as
+    ``feed_page`` does; ``next`` whenever the stream holds more past the page (a full
+    page, or one the chain's head cut short), null when the page is empty or ends it."""
     assert 1 <= limit <= EVENTS_PER_PAGE_MAX
     aggregate_id = resolve_id(store, type_name, key)
     positions = event_positions(store, aggregate_id)
@@ -173,10 +182,11 @@ def aggregate_events(
     first = store.ledger.recorder.select_events(aggregate_id, limit=1)
     if not first or _aggregate_name(first[0].topic) != type_name:
         raise _unknown(type_name, key)
-    hashes = chain_hashes(views_tx, [positions[s.originator_version] for s in stored])
+    served = [s for s in stored if positions[s.originator_version] <= chained]
+    hashes = chain_hashes(views_tx, [positions[s.originator_version] for s in served])
     items = []
-    for s in stored:
+    for s in served:
         position = positions[s.originator_version]
         items.append(feed_item(store.ledger.mapper, position, s, hashes.get(position)))
-    next_version = stored[-1].originator_version if len(stored) == limit else None
-    return {"items": items, "next": next_version}
+    more = len(stored) == limit or len(served) < len(stored)
+    return {"items": items, "next": served[-1].originator_version if served and more else None}

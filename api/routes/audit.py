@@ -180,8 +180,8 @@ class AggregateController(Controller):
         cursor: Cursor,
         after_version: LegacyAfter = None,
     ) -> dict[str, Any]:
-        """Each event's hash is the chain read model's: ``min_position`` waits for it (an
-        event the chain has not reached yet shows a null hash)."""
+        """Each event's hash is the chain read model's: ``min_position`` waits for it, and
+        the page ends at the chain's head, as the feed's does."""
         principal = caller.principal()
         _readers_only(principal)
         size = min(page_limit(limit), EVENTS_PER_PAGE_MAX)
@@ -189,7 +189,8 @@ class AggregateController(Controller):
         services.await_view(CHAIN_VIEW, min_position)
         store = services.store
         with store.views.read() as tx:
-            answer = aggregate_events(store, tx, type_name, key, start or 0, size)
+            chained = store.engine.position(CHAIN_VIEW, tx)
+            answer = aggregate_events(store, tx, chained, type_name, key, start or 0, size)
         if answer["next"] is not None:
             answer["next"] = encode_cursor(str(answer["next"]))
         return answer

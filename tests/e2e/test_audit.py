@@ -645,6 +645,47 @@ def test_the_feed_serves_each_event_once_with_its_hash_and_waits_for_the_chain(
         assert feed(api, auditor, after=0, limit=1000, min_position=api.head()).status_code == 200
 
 
+def test_an_aggregates_stream_ends_at_the_chains_head(database_url: str) -> None:
+    """As the feed: an event the chain has not hashed yet is not served (never with a null
+    hash); ``next`` says the stream holds more. The engine is not started here."""
+    with running_api(database_url, projections_inline=False) as api:
+        assert api.store is not None
+        engine = api.store.engine
+        engine.catch_up()
+        auditor = api.token("HQ", "auditor")
+        engine.catch_up()
+        assert api.post("/v1/partners", dealer("D0")).status_code == 201
+        changes = [("suspension", {"change_id": "s1", "reason": "audit"})]
+        changes.append(("reactivation", {"change_id": "r1"}))
+        positions = []
+        for path, body in changes:
+            response = api.post(f"/v1/partners/D0/{path}", body)
+            assert response.status_code == 200, response.text
+            positions.append(response.json()["position"])
+
+        def stream(**params: Any) -> dict[str, Any]:
+            answer = api.get(
+                "/v1/aggregates/Partner/D0/events", token=auditor, fresh=False, **params
+            )
+            assert answer.status_code == 200, answer.text
+            return dict(answer.json())
+
+        assert stream() == {"items": [], "next": None}  # nothing of it hashed yet
+        engine.catch_up(until=positions[0])  # the registration and the suspension
+        page = stream()
+        assert [i["type"] for i in page["items"]] == [
+            "siyu.Partner.Registered",
+            "siyu.Partner.Suspended",
+        ]
+        assert all(HASH.fullmatch(i["hash"] or "") for i in page["items"]), page
+        assert page["next"] is not None, "the stream holds more: go on"
+        assert stream(cursor=page["next"]) == {"items": [], "next": None}
+        engine.catch_up()
+        rest = stream(cursor=page["next"])
+        assert [i["type"] for i in rest["items"]] == ["siyu.Partner.Reactivated"]
+        assert HASH.fullmatch(rest["items"][0]["hash"] or "") and rest["next"] is None
+
+
 def test_a_feed_read_for_a_fresh_write_has_it_hashed(database_url: str) -> None:
     """The acceptance probe: a write, then the aggregate's stream and the feed from its
     position with min_position: every event hashed."""

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, TypeVar, cast
 from uuid import UUID
@@ -92,6 +92,11 @@ _answer_encoder = msgspec.json.Encoder()
 _answer_decoder = msgspec.json.Decoder()
 
 
+def in_utc(at: datetime) -> str:
+    """An instant's one spelling in a request's fingerprint (any offset, one instant)."""
+    return at.astimezone(UTC).isoformat()
+
+
 @dataclass(frozen=True)
 class RequestKey:
     """Identifies one client request: ``scope`` is the caller's or ``global`` (natural keys).
@@ -101,10 +106,11 @@ class RequestKey:
     record's fingerprint covers the rest only.
 
     ``content`` is normalised where one value has several spellings (a code bare or as
-    its URL: the bare serial), so that a repeat in the other spelling is the same
-    request; ``sent``: the content as sent, where normalising changed it. Records written
-    before codes were normalised hold a print of the content as sent: a repeat spelt as
-    that request was is still recognised by it."""
+    its URL: the bare serial; an instant in any offset: UTC, ``in_utc``), so that a
+    repeat in the other spelling is the same request; ``sent``: the content as sent
+    (kept only where normalising changed it). Records written before a value was
+    normalised hold a print of the content as sent: a repeat spelt as that request was is
+    still recognised by it."""
 
     scope: str
     kind: str
@@ -116,6 +122,8 @@ class RequestKey:
 
     def __post_init__(self) -> None:
         assert self.subject is not None or not self.personal, "personal data has a subject"
+        if self.sent is not None and self.sent == self.content:
+            object.__setattr__(self, "sent", None)  # normalising changed nothing
 
     @cached_property
     def _prints(self) -> tuple[str, str | None]:

@@ -60,7 +60,7 @@ from eventsourcing.domain import Aggregate
 from domain.channel import Partner, PartnerKind
 from domain.errors import InvalidInput
 from domain.identity import keyed_id, namespace, partner_id
-from domain.ledger import GLOBAL_SCOPE, Ledger, Outcome, RequestKey, UnitOfWork
+from domain.ledger import GLOBAL_SCOPE, Ledger, Outcome, RequestKey, UnitOfWork, in_utc
 from domain.loyalty import TaskCompleted, TaskProgressed
 from domain.members import Member
 from domain.money import Postings, task_reward_postings
@@ -307,7 +307,9 @@ def board(uow: UnitOfWork) -> TaskBoard | None:
 
 def publish_task(ledger: Ledger, by: Principal, spec: TaskSpec) -> Outcome:
     content = spec.as_data()
-    key = RequestKey(GLOBAL_SCOPE, "task", spec.task_id, content)
+    # the period's instants in UTC: one instant written in another offset is the same task
+    normal = {**content, "starts_at": in_utc(spec.starts_at), "ends_at": in_utc(spec.ends_at)}
+    key = RequestKey(GLOBAL_SCOPE, "task", spec.task_id, normal, sent=content)
 
     def authorize(_uow: UnitOfWork) -> None:
         by.require(Role.HQ)

@@ -53,5 +53,4 @@ def _key(by: Principal, movement: Movement, codes: Codes) -> RequestKey:
         "codes": [bare(t) for t in movement.codes],
         "parent": None if movement.parent is None else bare(movement.parent),
     }
-    sent_if_other = None if content == sent else sent
-    return RequestKey(by.scope_key, "logistics", movement.event_id, content, sent=sent_if_other)
+    return RequestKey(by.scope_key, "logistics", movement.event_id, content, sent=sent)

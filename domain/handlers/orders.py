@@ -22,7 +22,7 @@ from domain.distributor_levels import LEVEL_POLICY_ID, commission_rate_bp, stand
 from domain.errors import BusinessRuleBroken, InvalidInput, NotFound
 from domain.handlers.order_rewards import reverse_refund, reward_payment
 from domain.identity import keyed_id, neighbourhood, partner_id, product_id
-from domain.ledger import GLOBAL_SCOPE, Ledger, Outcome, RequestKey, UnitOfWork
+from domain.ledger import GLOBAL_SCOPE, Ledger, Outcome, RequestKey, UnitOfWork, in_utc
 from domain.members import Member, validate_external_id
 from domain.orders import (
     LINES_MAX,
@@ -113,7 +113,7 @@ def order_answer(order: Order) -> dict[str, Any]:
 
 
 def publish_policy(ledger: Ledger, by: Principal, policy: SplitPolicy) -> Outcome:
-    key = RequestKey(GLOBAL_SCOPE, "split-policy", policy.policy_id, policy.content())
+    key = _policy_key(policy)
 
     def authorize(_uow: UnitOfWork) -> None:
         by.require(Role.HQ)
@@ -132,6 +132,15 @@ def publish_policy(ledger: Ledger, by: Principal, policy: SplitPolicy) -> Outcom
         }
 
     return ledger.execute(key, decide, authorize)
+
+
+def _policy_key(policy: SplitPolicy) -> RequestKey:
+    """The publication's request key: its content with ``effective_from`` in UTC, so one
+    instant written in another offset is the same request; the content as sent where that
+    differs (``RequestKey.sent``: records written before compared it as sent)."""
+    sent = policy.content()
+    content = {**sent, "effective_from": in_utc(policy.effective_from)}
+    return RequestKey(GLOBAL_SCOPE, "split-policy", policy.policy_id, content, sent=sent)
 
 
 def policy_in_force(uow: UnitOfWork, fulfilment: Fulfilment) -> SplitPolicy:

@@ -103,7 +103,7 @@ def scan(
         content,
         req.PERSONAL,
         str(member),
-        sent=None if content == sent else sent,
+        sent=sent,
     )
     outer = None if parsed is None else _outer_serial(ledger, parsed[0])
     fix = req.fix()

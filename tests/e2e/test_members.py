@@ -201,7 +201,17 @@ def test_published_policy_rules_and_a_scan_task(ch: Channel) -> None:
         "starts_at": "2026-01-01T00:00:00+08:00",
         "ends_at": "2027-01-01T00:00:00+08:00",
     }
-    assert ch.api.post("/v1/member-tasks", task, token=ch.tokens["hq"]).status_code == 201
+    published_task = ch.api.post("/v1/member-tasks", task, token=ch.tokens["hq"])
+    assert published_task.status_code == 201, published_task.text
+    # the same period written in UTC is the same task: a repeat; another instant is not
+    in_utc = task | {"starts_at": "2025-12-31T16:00:00+00:00", "ends_at": "2026-12-31T16:00:00Z"}
+    again = ch.api.post("/v1/member-tasks", in_utc, token=ch.tokens["hq"])
+    assert again.status_code == 201, again.text
+    assert again.json() == published_task.json()
+    moved = task | {"ends_at": "2027-01-01T00:00:01+08:00"}
+    assert_problem(
+        ch.api.post("/v1/member-tasks", moved, token=ch.tokens["hq"]), 409, "idempotency_mismatch"
+    )
     first = scan(ch, 0, "m-6")
     assert first.json()["points_awarded"] == 7  # the SKU rule, not the product's 10
     got = member(ch, "m-6").json()

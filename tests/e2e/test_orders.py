@@ -192,6 +192,18 @@ def test_hq_publishes_versioned_policies_and_orders_record_theirs(mall: Mall) ->
     assert published.json()["version"] == 1
     again = mall.api.post("/v1/split-policies", policy, token=hq)
     assert again.json()["position"] == published.json()["position"]
+    # the same instant written in another offset is the same policy: a repeat
+    in_utc = (START + timedelta(hours=1)).astimezone(UTC).isoformat()
+    assert in_utc != policy["effective_from"]
+    same = mall.api.post("/v1/split-policies", policy | {"effective_from": in_utc}, token=hq)
+    assert same.status_code == 201, same.text
+    assert same.json() == published.json()
+    later = (START + timedelta(hours=1, seconds=1)).isoformat()
+    assert_problem(
+        mall.api.post("/v1/split-policies", policy | {"effective_from": later}, token=hq),
+        409,
+        "idempotency_mismatch",
+    )
     other = policy | {"return_window_days": 3}
     assert_problem(
         mall.api.post("/v1/split-policies", other, token=hq), 409, "idempotency_mismatch"

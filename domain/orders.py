@@ -224,8 +224,12 @@ class Order(Aggregate):
             order.refund_count += 1
             for instruction in self.instructions:
                 order.instructions[instruction[0]] = instruction
-            fully = order.refunded == order.paid
-            order.status = OrderStatus.REFUNDED if fully else OrderStatus.PARTIALLY_REFUNDED
+            order.status = self.status_after(order.paid)
+
+        def status_after(self, paid: int) -> OrderStatus:
+            """The order's state once this refund is made (also the orders view's)."""
+            fully = self.refunded_total == paid
+            return OrderStatus.REFUNDED if fully else OrderStatus.PARTIALLY_REFUNDED
 
     class Settled(Aggregate.Event):
         """The return window closed: pending shares became available; split instructions;

@@ -172,12 +172,11 @@ def _refunded(tx: Tx, event: Any, position: int, at_us: int) -> None:
     reversed_so_far: dict[str, int] = _unjson.decode(row[0])
     for role, amount in event.reversed.items():
         reversed_so_far[role] = reversed_so_far.get(role, 0) + amount
-    fully = event.refunded_total == int(row[1])
     _set(
         tx,
         event.order_id,
         position,
-        status="refunded" if fully else "partially_refunded",  # as Order.Refunded.apply
+        status=event.status_after(int(row[1])).value,
         refunded=event.refunded_total,
         reversed=_json.encode(reversed_so_far).decode(),
     )
